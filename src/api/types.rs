@@ -1,0 +1,294 @@
+//! Spec and status types of `ChangeTriggeredJob` (`triggers.changejob.dev/v1alpha`).
+
+use k8s_openapi::api::batch::v1::JobTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::schema;
+
+/// What to watch and which Job to run when it changes.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "triggers.changejob.dev",
+    version = "v1alpha",
+    kind = "ChangeTriggeredJob",
+    plural = "changetriggeredjobs",
+    singular = "changetriggeredjob",
+    shortname = "ctj",
+    shortname = "ctjs",
+    namespaced,
+    status = "ChangeTriggeredJobStatus",
+    derive = "PartialEq",
+    doc = "ChangeTriggeredJob watches Kubernetes objects and creates a Job from jobTemplate whenever they change.",
+    printcolumn(
+        name = "Condition",
+        type_ = "string",
+        json_path = ".spec.condition",
+        description = "Any or All"
+    ),
+    printcolumn(
+        name = "Cooldown",
+        type_ = "string",
+        json_path = ".spec.cooldown",
+        description = "Minimum time between two Jobs"
+    ),
+    printcolumn(
+        name = "Last Job",
+        type_ = "string",
+        json_path = ".status.lastJobName",
+        description = "Most recently created Job"
+    ),
+    printcolumn(
+        name = "Last Status",
+        type_ = "string",
+        json_path = ".status.lastJobStatus",
+        description = "Active, Succeeded or Failed"
+    ),
+    printcolumn(
+        name = "Last Triggered",
+        type_ = "date",
+        json_path = ".status.lastTriggeredTime",
+        description = "When the last Job was created"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        priority = 1,
+        description = "Ready condition"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeTriggeredJobSpec {
+    /// Template of the Job created on every trigger. Its metadata.name and generateName are
+    /// ignored: Jobs are named <ChangeTriggeredJob name>-<suffix>. Created Jobs get the label
+    /// changejob.dev/owner=<ChangeTriggeredJob name> and an owner reference to this object.
+    #[schemars(schema_with = "schema::job_template")]
+    pub job_template: JobTemplateSpec,
+
+    /// Objects to watch. Any kind the cluster serves, namespaced or cluster-scoped, including
+    /// custom resources. At least one entry is required.
+    #[schemars(length(min = 1))]
+    pub resources: Vec<ResourceReference>,
+
+    /// When to trigger: Any (at least one watched object changed since the last Job) or All
+    /// (every watched object changed since the last Job). Defaults to Any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "Any"))]
+    pub condition: Option<TriggerCondition>,
+
+    /// Minimum time between two Jobs, as a duration such as 30s, 5m, 1h30m or 2h15m30s.
+    /// A change inside the cooldown is not dropped: the Job is created when the cooldown ends.
+    /// 0s disables the cooldown. Defaults to 60s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^(0|(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+)$"),
+        extend("default" = "60s")
+    )]
+    pub cooldown: Option<String>,
+
+    /// Number of Jobs to keep; older Jobs are deleted together with their Pods. Minimum 1,
+    /// defaults to 5. The newest Job is never deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1), extend("default" = 5))]
+    pub history: Option<i32>,
+
+    /// When true, no Jobs are created. Changes seen while suspended are kept and evaluated
+    /// when suspend is set back to false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+}
+
+/// One Kubernetes object to watch.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceReference {
+    /// API version of the object, for example v1, apps/v1 or example.com/v1beta1.
+    #[schemars(length(min = 1))]
+    pub api_version: String,
+
+    /// Kind of the object, exactly as the API serves it, for example ConfigMap, Deployment or
+    /// Node (case matters).
+    #[schemars(length(min = 1))]
+    pub kind: String,
+
+    /// Name of the object. The object does not need to exist yet: its creation counts as a
+    /// change, and so does its deletion.
+    #[schemars(length(min = 1))]
+    pub name: String,
+
+    /// Namespace of the object. Required for namespaced kinds; must be omitted for
+    /// cluster-scoped kinds such as Node or ClusterRole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+
+    /// Parts of the object to watch, as kubectl-style paths without the leading $:
+    /// data, spec.replicas, spec.template.spec.containers[*].image, data.my-key,
+    /// metadata.annotations['example.com/key']. "*" (the default) watches the whole object
+    /// except status and server-managed metadata (resourceVersion, managedFields, generation,
+    /// uid, creationTimestamp). A path that matches nothing counts as absent, so a field
+    /// appearing or disappearing is a change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = ["*"]))]
+    pub fields: Option<Vec<String>>,
+}
+
+/// When to trigger: Any (at least one watched object changed since the last Job) or All
+/// (every watched object changed since the last Job). Defaults to Any.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, JsonSchema)]
+pub enum TriggerCondition {
+    /// At least one watched object changed since the last trigger.
+    #[default]
+    Any,
+    /// Every watched object changed since the last trigger.
+    All,
+}
+
+/// State of a Job, read from its conditions: Active, Succeeded or Failed.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum JobState {
+    /// Still running (or not started).
+    Active,
+    /// Completed successfully (condition Complete or SuccessCriteriaMet).
+    Succeeded,
+    /// Failed (condition Failed or FailureTarget).
+    Failed,
+}
+
+/// Observed state of a ChangeTriggeredJob, written by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeTriggeredJobStatus {
+    /// metadata.generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Ready, Available, Progressing and Degraded, with a reason and a message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "schema::conditions")]
+    pub conditions: Vec<Condition>,
+
+    /// Fingerprint state of every watched object: hash is the latest fingerprint, baseline the
+    /// fingerprint at the last trigger (or first observation). An object whose hash differs
+    /// from its baseline has a pending change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource_hashes: Vec<ResourceHashStatus>,
+
+    /// When the last Job was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_triggered_time: Option<Time>,
+
+    /// Name of the most recently created Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_job_name: Option<String>,
+
+    /// State of the most recently created Job: Active, Succeeded or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_job_status: Option<JobState>,
+
+    /// Number of triggers so far; the next Job's name is derived from it, so a trigger is
+    /// never carried out twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_sequence: Option<i64>,
+
+    /// Last value of the changejob.dev/trigger annotation that was acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_manual_trigger: Option<String>,
+
+    /// When a trigger deferred by the cooldown will fire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_trigger_time: Option<Time>,
+
+    /// Identifier of the installation key the fingerprints were computed with. When the key
+    /// changes, fingerprints are re-baselined without triggering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint_key_id: Option<String>,
+}
+
+/// Fingerprint state of one watched object.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceHashStatus {
+    /// API version of the object.
+    pub api_version: String,
+    /// Kind of the object.
+    pub kind: String,
+    /// Name of the object.
+    pub name: String,
+    /// Namespace of the object; empty for cluster-scoped objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Field paths the fingerprint covers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+    /// Latest fingerprint (keyed HMAC-SHA256 of the selected content, hex), or "absent".
+    pub hash: String,
+    /// Fingerprint at the last trigger or at first observation.
+    #[serde(default)]
+    pub baseline: String,
+    /// Whether the object existed at the latest observation.
+    #[serde(default)]
+    pub exists: bool,
+}
+
+impl ChangeTriggeredJobSpec {
+    /// The trigger condition, defaulted.
+    pub fn condition(&self) -> TriggerCondition {
+        self.condition.unwrap_or_default()
+    }
+
+    /// The history limit, defaulted and never below 1.
+    pub fn history(&self) -> usize {
+        usize::try_from(self.history.unwrap_or(super::DEFAULT_HISTORY).max(1)).unwrap_or(1)
+    }
+
+    /// Whether triggering is suspended.
+    pub fn suspended(&self) -> bool {
+        self.suspend.unwrap_or(false)
+    }
+}
+
+impl ResourceReference {
+    /// The field paths to fingerprint, defaulted to the whole object.
+    pub fn fields_or_default(&self) -> Vec<String> {
+        match &self.fields {
+            Some(fields) if !fields.is_empty() => fields.clone(),
+            _ => vec![super::WHOLE_OBJECT.to_string()],
+        }
+    }
+
+    /// `Kind/namespace/name` (or `Kind/name` when cluster-scoped), as used in messages and in
+    /// the changed-resources annotation.
+    pub fn display_name(&self) -> String {
+        match &self.namespace {
+            Some(ns) if !ns.is_empty() => format!("{}/{}/{}", self.kind, ns, self.name),
+            _ => format!("{}/{}", self.kind, self.name),
+        }
+    }
+}
+
+impl std::fmt::Display for TriggerCondition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TriggerCondition::Any => "Any",
+            TriggerCondition::All => "All",
+        })
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JobState::Active => "Active",
+            JobState::Succeeded => "Succeeded",
+            JobState::Failed => "Failed",
+        })
+    }
+}

@@ -1,0 +1,9 @@
+//! kube-changejob: a Kubernetes operator that creates a Job whenever the objects it watches
+//! change.
+//!
+//! `detect` holds every decision as pure functions; `controller`, `webhook`, `leader` and
+//! `metrics` do the I/O around it.
+
+pub mod api;
+pub mod config;
+pub mod detect;
