@@ -21,6 +21,7 @@ use super::schema;
     namespaced,
     status = "ChangeTriggeredJobStatus",
     derive = "PartialEq",
+    annotation("helm.sh/resource-policy", "keep"),
     doc = "ChangeTriggeredJob watches Kubernetes objects and creates a Job from jobTemplate whenever they change.",
     printcolumn(
         name = "Condition",
