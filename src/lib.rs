@@ -7,3 +7,7 @@
 pub mod api;
 pub mod config;
 pub mod detect;
+pub mod discovery;
+pub mod inspect;
+pub mod metrics;
+pub mod run;

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::schema;
 
 /// What to watch and which Job to run when it changes.
+// Each printcolumn(...) legitimately repeats `type_ = "string"`; clippy reads them as
+// duplicated attributes of the struct.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "triggers.changejob.dev",

@@ -4,8 +4,12 @@
 //! Nothing here does I/O or reads the clock; callers pass `now`.
 
 pub mod canonical;
+pub mod conditions;
 pub mod duration;
 pub mod fingerprint;
+pub mod history;
+pub mod job;
+pub mod job_state;
 pub mod path;
 pub mod select;
 pub mod trigger;

@@ -1,0 +1,204 @@
+//! The Prometheus registry and every metric the operator exports (prefix `changejob_`).
+//!
+//! The reconcile loop, the admission server and the leader elector update these; the metrics
+//! server renders the registry.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// All metrics, registered in one registry.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Reconciles finished, by result (`ok` or `error`).
+    pub reconciles: IntCounterVec,
+    /// Reconcile errors, by reason (a condition reason or error class).
+    pub reconcile_errors: IntCounterVec,
+    /// Reconcile duration.
+    pub reconcile_duration: Histogram,
+    /// Triggers, by reason (`change` or `manual`).
+    pub triggers: IntCounterVec,
+    /// Triggers deferred by a cooldown.
+    pub deferred_triggers: IntCounter,
+    /// Jobs created.
+    pub jobs_created: IntCounter,
+    /// Jobs deleted by history pruning.
+    pub jobs_deleted: IntCounter,
+    /// Watched objects across all ChangeTriggeredJobs.
+    pub watched_objects: IntGauge,
+    /// Time from first seeing a change to creating its Job (includes cooldown deferral).
+    pub change_to_job_latency: Histogram,
+    /// Admission requests, by webhook (`mutate`/`validate`) and result (`allowed`, `denied`,
+    /// `error`).
+    pub webhook_requests: IntCounterVec,
+    /// Admission request duration, by webhook.
+    pub webhook_duration: HistogramVec,
+    /// 1 while this replica holds the Lease.
+    pub leader: IntGauge,
+}
+
+/// Registering a metric failed (a programming error: duplicate name).
+#[derive(Debug, thiserror::Error)]
+#[error("registering metrics: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+impl Metrics {
+    /// Creates and registers every metric, plus process metrics where the platform has them.
+    pub fn new() -> Result<Metrics, MetricsError> {
+        let registry = Registry::new();
+        let latency_buckets = vec![
+            0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0,
+        ];
+        let metrics = Metrics {
+            reconciles: IntCounterVec::new(
+                Opts::new(
+                    "changejob_reconciles_total",
+                    "Reconciles finished, by result",
+                ),
+                &["result"],
+            )?,
+            reconcile_errors: IntCounterVec::new(
+                Opts::new(
+                    "changejob_reconcile_errors_total",
+                    "Reconcile errors, by reason",
+                ),
+                &["reason"],
+            )?,
+            reconcile_duration: Histogram::with_opts(
+                HistogramOpts::new("changejob_reconcile_duration_seconds", "Reconcile duration")
+                    .buckets(vec![
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    ]),
+            )?,
+            triggers: IntCounterVec::new(
+                Opts::new(
+                    "changejob_triggers_total",
+                    "Triggers, by reason (change or manual)",
+                ),
+                &["reason"],
+            )?,
+            deferred_triggers: IntCounter::new(
+                "changejob_deferred_triggers_total",
+                "Triggers deferred until a cooldown ends",
+            )?,
+            jobs_created: IntCounter::new("changejob_jobs_created_total", "Jobs created")?,
+            jobs_deleted: IntCounter::new(
+                "changejob_jobs_deleted_total",
+                "Jobs deleted by history pruning",
+            )?,
+            watched_objects: IntGauge::new(
+                "changejob_watched_objects",
+                "Objects watched across all ChangeTriggeredJobs",
+            )?,
+            change_to_job_latency: Histogram::with_opts(
+                HistogramOpts::new(
+                    "changejob_change_to_job_latency_seconds",
+                    "Time from first seeing a change to creating its Job (includes cooldown)",
+                )
+                .buckets(latency_buckets),
+            )?,
+            webhook_requests: IntCounterVec::new(
+                Opts::new(
+                    "changejob_webhook_requests_total",
+                    "Admission requests, by webhook and result",
+                ),
+                &["webhook", "result"],
+            )?,
+            webhook_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "changejob_webhook_duration_seconds",
+                    "Admission request duration",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
+                &["webhook"],
+            )?,
+            leader: IntGauge::new("changejob_leader", "1 while this replica holds the Lease")?,
+            registry,
+        };
+        metrics.register_all()?;
+        Ok(metrics)
+    }
+
+    fn register_all(&self) -> Result<(), prometheus::Error> {
+        let r = &self.registry;
+        r.register(Box::new(self.reconciles.clone()))?;
+        r.register(Box::new(self.reconcile_errors.clone()))?;
+        r.register(Box::new(self.reconcile_duration.clone()))?;
+        r.register(Box::new(self.triggers.clone()))?;
+        r.register(Box::new(self.deferred_triggers.clone()))?;
+        r.register(Box::new(self.jobs_created.clone()))?;
+        r.register(Box::new(self.jobs_deleted.clone()))?;
+        r.register(Box::new(self.watched_objects.clone()))?;
+        r.register(Box::new(self.change_to_job_latency.clone()))?;
+        r.register(Box::new(self.webhook_requests.clone()))?;
+        r.register(Box::new(self.webhook_duration.clone()))?;
+        r.register(Box::new(self.leader.clone()))?;
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(())
+    }
+
+    /// The registry, in Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec only fails on invalid metric families, which we never build.
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_exported_with_the_changejob_prefix() {
+        let m = Metrics::new().unwrap_or_else(|e| panic!("{e}"));
+        m.reconciles.with_label_values(&["ok"]).inc();
+        m.reconcile_errors.with_label_values(&["Forbidden"]).inc();
+        m.triggers.with_label_values(&["change"]).inc();
+        m.webhook_requests
+            .with_label_values(&["validate", "allowed"])
+            .inc();
+        m.webhook_duration
+            .with_label_values(&["validate"])
+            .observe(0.01);
+        m.leader.set(1);
+        let text = m.render();
+        for name in [
+            "changejob_reconciles_total{result=\"ok\"} 1",
+            "changejob_reconcile_errors_total{reason=\"Forbidden\"} 1",
+            "changejob_reconcile_duration_seconds_bucket",
+            "changejob_triggers_total{reason=\"change\"} 1",
+            "changejob_deferred_triggers_total 0",
+            "changejob_jobs_created_total 0",
+            "changejob_jobs_deleted_total 0",
+            "changejob_watched_objects 0",
+            "changejob_change_to_job_latency_seconds_bucket",
+            "changejob_webhook_requests_total{result=\"allowed\",webhook=\"validate\"} 1",
+            "changejob_webhook_duration_seconds_bucket",
+            "changejob_leader 1",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn process_metrics_are_exported_on_linux() {
+        let m = Metrics::new().unwrap_or_else(|e| panic!("{e}"));
+        if cfg!(target_os = "linux") {
+            assert!(m.render().contains("process_resident_memory_bytes"));
+        }
+    }
+}
