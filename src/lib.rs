@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod config;
+pub mod controller;
 pub mod detect;
 pub mod discovery;
 pub mod inspect;
