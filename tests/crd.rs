@@ -27,7 +27,7 @@ fn fixtures() -> Vec<(String, Value)> {
     for entry in std::fs::read_dir(&dir).expect("fixtures dir") {
         let path = entry.expect("entry").path();
         let text = std::fs::read_to_string(&path).expect("fixture readable");
-        let value: Value = serde_yaml::from_str(&text).expect("fixture is YAML");
+        let value: Value = serde_saphyr::from_str(&text).expect("fixture is YAML");
         out.push((path.display().to_string(), value));
     }
     assert!(
