@@ -16,10 +16,12 @@ emulation of `helm template`). For each scenario of values it checks that:
 It also checks values.schema.json (Draft 7 meta-schema, values.yaml valid, config keys equal
 to the settings in src/config.rs, bad values rejected), Chart.lock's digest, the rendered CRD
 against charts/crds, and which files `helm package .` would include and how big the archive
-would be.
+would be; and that webhook-certs/ makes a certificate that verifies and webhook
+configurations that validate.
 """
 
 import argparse
+import base64
 import copy
 import hashlib
 import io
@@ -634,10 +636,60 @@ def check_package(report, renderer, tmp):
     return size, raw, len(files)
 
 
+def check_dev_certificates(report, tmp):
+    """webhook-certs/: generate.sh makes a verifiable certificate, render.sh valid configurations."""
+    out = os.path.join(tmp, "dev-certs")
+    env = dict(os.environ, OUT=out, EXTRA_SANS="IP:172.18.0.1")
+    gen = subprocess.run(["bash", os.path.join(ROOT, "webhook-certs", "generate.sh")], env=env,
+                         capture_output=True, text=True)
+    if not report.check("webhook-certs/generate.sh runs", gen.returncode == 0, gen.stderr.strip()):
+        return
+    verify = subprocess.run(["openssl", "verify", "-purpose", "sslserver", "-CAfile", os.path.join(out, "ca.crt"),
+                             os.path.join(out, "tls.crt")], capture_output=True, text=True)
+    report.check("generated serving certificate verifies against the generated CA", verify.returncode == 0,
+                 verify.stdout + verify.stderr)
+    san = subprocess.run(["openssl", "x509", "-in", os.path.join(out, "tls.crt"), "-noout", "-ext", "subjectAltName"],
+                         capture_output=True, text=True).stdout
+    report.check("serving certificate names localhost, host.docker.internal, 127.0.0.1 and EXTRA_SANS",
+                 all(x in san for x in ("DNS:localhost", "DNS:host.docker.internal", "IP Address:127.0.0.1",
+                                        "IP Address:172.18.0.1")), san)
+    bundle = base64.b64encode(open(os.path.join(out, "ca.crt"), "rb").read()).decode()
+    report.check("generate.sh prints the CA bundle", gen.stdout.strip() == bundle)
+    rendered = subprocess.run(["bash", os.path.join(ROOT, "webhook-certs", "render.sh"), "https://172.18.0.1:9443"],
+                              env=env, capture_output=True, text=True)
+    if not report.check("webhook-certs/render.sh runs", rendered.returncode == 0, rendered.stderr.strip()):
+        return
+    docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+    chart_rules = None
+    chart = subprocess.run([RENDER_BINARY, ROOT], capture_output=True, text=True)
+    for _, obj in split_documents(chart.stdout):
+        if obj.get("kind") == "ValidatingWebhookConfiguration":
+            chart_rules = obj["webhooks"][0]["rules"]
+    for obj in docs:
+        name = f"dev {obj['kind']}"
+        for version in KUBE_VERSIONS:
+            try:
+                kubernetes_validate.validate(obj, version, strict=True)
+                report.check(f"{name}: valid for Kubernetes {version}", True)
+            except kubernetes_validate.ValidationError as e:
+                report.check(f"{name}: valid for Kubernetes {version}", False, e.message)
+        hook = obj["webhooks"][0]
+        path = "/mutate" if obj["kind"].startswith("Mutating") else "/validate"
+        report.check(f"{name}: calls the URL with caBundle",
+                     hook["clientConfig"] == {"url": "https://172.18.0.1:9443" + path, "caBundle": bundle})
+        report.check(f"{name}: same rules as the chart", hook["rules"] == chart_rules)
+    report.check("render.sh renders both configurations", len(docs) == 2)
+
+
+RENDER_BINARY = None
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--render-chart", required=True, help="path of the built render-chart binary")
     args = parser.parse_args()
+    global RENDER_BINARY
+    RENDER_BINARY = args.render_chart
     renderer = Renderer(args.render_chart)
     report = Report()
     crd_text = open(os.path.join(ROOT, "charts", "crds", "templates", "changetriggeredjobs.yaml"), encoding="utf-8").read()
@@ -678,6 +730,7 @@ def main():
         check_schema(report)
         check_lock(report, renderer)
         size, raw, nfiles = check_package(report, renderer, tmp)
+        check_dev_certificates(report, tmp)
 
     print("chart-check: documents per scenario: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     print(f"chart-check: package {size} bytes gzip'd ({raw} bytes in {nfiles} files)")
