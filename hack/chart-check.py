@@ -22,8 +22,6 @@ configurations that validate.
 
 import argparse
 import base64
-import copy
-import hashlib
 import io
 import json
 import os
