@@ -1,23 +1,34 @@
-//! Tests of the in-process fake API server (`tests/support/fake_api`), each driving one
-//! behaviour through a real `kube::Client`.
+//! Tests of the in-process fake API server (`tests/support/fake_api`): every behaviour the
+//! fake promises, driven through a real `kube::Client` (typed and dynamic `Api`s, discovery,
+//! kube-runtime watchers, reflectors and a Controller).
 
 mod support;
 
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::Api;
-use kube::api::PostParams;
-use support::fake_api::{FakeApi, Verb};
-
-#[tokio::test]
-async fn create_then_get_round_trips() {
-    let fake = FakeApi::new();
-    let api: Api<ConfigMap> = Api::default_namespaced(fake.client());
-    let mut cm = ConfigMap::default();
-    cm.metadata.name = Some("x".into());
-    api.create(&PostParams::default(), &cm)
-        .await
-        .expect("create");
-    let got = api.get("x").await.expect("get");
-    assert_eq!(got.metadata.name.as_deref(), Some("x"));
-    assert_eq!(fake.count(Verb::Create, "configmaps"), 1);
-}
+#[path = "fake_api/actors.rs"]
+mod actors;
+#[path = "fake_api/apply.rs"]
+mod apply;
+#[path = "fake_api/authz.rs"]
+mod authz;
+#[path = "fake_api/crud.rs"]
+mod crud;
+#[path = "fake_api/delete.rs"]
+mod delete;
+#[path = "fake_api/discovery.rs"]
+mod discovery;
+#[path = "fake_api/faults.rs"]
+mod faults;
+#[path = "fake_api/helpers.rs"]
+mod helpers;
+#[path = "fake_api/jobs.rs"]
+mod jobs;
+#[path = "fake_api/patch.rs"]
+mod patch;
+#[path = "fake_api/read.rs"]
+mod read;
+#[path = "fake_api/robustness.rs"]
+mod robustness;
+#[path = "fake_api/runtime.rs"]
+mod runtime;
+#[path = "fake_api/watch.rs"]
+mod watch;

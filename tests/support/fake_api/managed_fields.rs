@@ -197,7 +197,9 @@ impl ManagedFields {
                 continue;
             }
             for path in applied_leaves {
-                let owned = entry.fields.iter().any(|p| overlaps(p, path));
+                // Owning the field itself or something inside it; owning only an enclosing
+                // map (set empty by someone) does not make its new children conflict.
+                let owned = entry.fields.iter().any(|p| p.starts_with(path));
                 if owned && value_at(current, path) != value_at(applied, path) {
                     out.push(Conflict {
                         entry: index,
@@ -218,13 +220,13 @@ impl ManagedFields {
             .unwrap_or_default()
     }
 
-    /// Does anyone but `manager`'s apply own `path` (or something inside or around it)?
+    /// Does anyone but `manager`'s apply own `path` (or something inside it)?
     pub fn owned_by_others(&self, manager: &str, subresource: &str, path: &[String]) -> bool {
         self.0.iter().any(|e| {
             let own = e.manager == manager
                 && e.operation == Operation::Apply
                 && e.subresource == subresource;
-            !own && e.fields.iter().any(|p| overlaps(p, path))
+            !own && e.fields.iter().any(|p| p.starts_with(path))
         })
     }
 
