@@ -350,3 +350,30 @@ async fn crd_names_must_be_plural_dot_group() {
         status.message
     );
 }
+
+#[tokio::test]
+async fn install_crd_serves_a_kube_derive_kind() {
+    let fake = FakeApi::new();
+    let stored = fake.install_crd(&Gadget::crd());
+    assert_eq!(stored["metadata"]["name"], "gadgets.example.com");
+    let gadgets: Api<Gadget> = Api::default_namespaced(fake.client());
+    let created = gadgets
+        .create(
+            &PostParams::default(),
+            &Gadget::new("g", GadgetSpec { size: 1 }),
+        )
+        .await;
+    assert_eq!(created.expect("served").spec.size, 1);
+    let crd = fake.get_json(
+        "apiextensions.k8s.io/v1",
+        "customresourcedefinitions",
+        None,
+        "gadgets.example.com",
+    );
+    let conditions = crd.expect("CRD stored")["status"]["conditions"].clone();
+    assert!(
+        conditions
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "Established"))
+    );
+}

@@ -29,6 +29,7 @@ mod authz;
 mod clock;
 mod commit;
 mod crds;
+mod create;
 mod defaults;
 mod delete;
 mod discovery;
