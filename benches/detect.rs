@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 use kube_changejob::api::TriggerCondition;
 use kube_changejob::detect::fingerprint::{Fingerprint, FingerprintKey};
 use kube_changejob::detect::select::Selection;
-use kube_changejob::detect::trigger::{Observation, Tracked, TriggerInput, WatchedObject, evaluate};
+use kube_changejob::detect::trigger::{
+    Observation, Tracked, TriggerInput, WatchedObject, evaluate,
+};
 
 fn configmap(bytes: usize) -> Value {
     let mut data = serde_json::Map::new();
@@ -42,24 +44,60 @@ fn deployment(containers: usize) -> Value {
 fn fingerprints(c: &mut Criterion) {
     let key = FingerprintKey::development();
     let whole = Selection::parse(&["*"]).unwrap_or_else(|e| panic!("{e}"));
-    let images = Selection::parse(&["spec.template.spec.containers[*].image"]).unwrap_or_else(|e| panic!("{e}"));
+    let images = Selection::parse(&["spec.template.spec.containers[*].image"])
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut group = c.benchmark_group("fingerprint");
-    for (label, object) in [("configmap_1KiB", configmap(1024)), ("configmap_100KiB", configmap(100 * 1024)), ("configmap_1MiB", configmap(1024 * 1024))] {
-        group.bench_function(format!("{label}_whole"), |b| b.iter(|| key.fingerprint(&whole.select(black_box(&object)))));
+    for (label, object) in [
+        ("configmap_1KiB", configmap(1024)),
+        ("configmap_100KiB", configmap(100 * 1024)),
+        ("configmap_1MiB", configmap(1024 * 1024)),
+    ] {
+        group.bench_function(format!("{label}_whole"), |b| {
+            b.iter(|| key.fingerprint(&whole.select(black_box(&object))))
+        });
     }
     let dep = deployment(10);
-    group.bench_function("deployment_10_containers_whole", |b| b.iter(|| key.fingerprint(&whole.select(black_box(&dep)))));
-    group.bench_function("deployment_10_containers_images", |b| b.iter(|| key.fingerprint(&images.select(black_box(&dep)))));
+    group.bench_function("deployment_10_containers_whole", |b| {
+        b.iter(|| key.fingerprint(&whole.select(black_box(&dep))))
+    });
+    group.bench_function("deployment_10_containers_images", |b| {
+        b.iter(|| key.fingerprint(&images.select(black_box(&dep))))
+    });
     group.finish();
 }
 
 fn decision(c: &mut Criterion) {
     let objects: Vec<WatchedObject> = (0..100)
-        .map(|i| WatchedObject { api_version: "v1".into(), kind: "ConfigMap".into(), namespace: Some("default".into()), name: format!("cm-{i}"), fields: vec!["*".into()] })
+        .map(|i| WatchedObject {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: Some("default".into()),
+            name: format!("cm-{i}"),
+            fields: vec!["*".into()],
+        })
         .collect();
-    let previous: Vec<Tracked> = objects.iter().map(|o| Tracked { object: o.clone(), hash: Fingerprint("a".repeat(64)), baseline: Fingerprint("a".repeat(64)), exists: true }).collect();
-    let observed: Vec<(WatchedObject, Observation)> = objects.iter().enumerate()
-        .map(|(i, o)| (o.clone(), Observation::Found(Fingerprint(if i == 57 { "b".repeat(64) } else { "a".repeat(64) }))))
+    let previous: Vec<Tracked> = objects
+        .iter()
+        .map(|o| Tracked {
+            object: o.clone(),
+            hash: Fingerprint("a".repeat(64)),
+            baseline: Fingerprint("a".repeat(64)),
+            exists: true,
+        })
+        .collect();
+    let observed: Vec<(WatchedObject, Observation)> = objects
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            (
+                o.clone(),
+                Observation::Found(Fingerprint(if i == 57 {
+                    "b".repeat(64)
+                } else {
+                    "a".repeat(64)
+                })),
+            )
+        })
         .collect();
     let now = Timestamp::now();
     c.bench_function("evaluate_100_objects_one_changed", |b| {

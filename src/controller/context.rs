@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::Client;
@@ -32,6 +34,8 @@ pub struct Shared {
     pub key: FingerprintKey,
     /// Shared watches of watched objects.
     pub hub: WatchHub,
+    /// Time source.
+    pub clock: super::Clock,
     /// Consecutive failed reconciles per CTJ UID, for backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// The last status written per CTJ UID, in case the informer has not caught up yet.
@@ -50,6 +54,7 @@ pub struct Context {
 
 impl Shared {
     /// Creates the shared state.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         client: Client,
         discovery: Arc<DiscoveryCache>,
@@ -58,6 +63,7 @@ impl Shared {
         settings: Arc<Settings>,
         key: FingerprintKey,
         hub: WatchHub,
+        clock: super::Clock,
     ) -> Self {
         Shared {
             client,
@@ -67,6 +73,7 @@ impl Shared {
             settings,
             key,
             hub,
+            clock,
             failures: Mutex::default(),
             written: Mutex::default(),
             first_pending: Mutex::default(),

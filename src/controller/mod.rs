@@ -37,9 +37,19 @@ use crate::discovery::DiscoveryCache;
 use crate::metrics::Metrics;
 use watches::{CtjRef, WakeRoutes, WatchHub};
 
+/// The time source of the reconcile loop (tests substitute a controllable one).
+pub type Clock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
+
+/// The wall clock.
+pub fn system_clock() -> Clock {
+    Arc::new(jiff::Timestamp::now)
+}
+
 /// What the reconcile loop needs from the process.
 #[derive(Clone)]
 pub struct Dependencies {
+    /// Time source.
+    pub clock: Clock,
     /// API client.
     pub client: Client,
     /// Cached discovery (shared with the webhook).
@@ -147,6 +157,7 @@ async fn run_term(deps: Dependencies, term: CancellationToken) {
         settings.clone(),
         key,
         hub.clone(),
+        deps.clock.clone(),
     ));
 
     let mut controllers = Vec::new();
@@ -156,7 +167,7 @@ async fn run_term(deps: Dependencies, term: CancellationToken) {
         stores.push(store);
         controllers.push(future);
     }
-    let sweep = sweep_deleted(hub, stores, settings.poll_interval, term.clone());
+    let sweep = sweep_deleted(shared.clone(), stores, term.clone());
     tokio::select! {
         _ = futures::future::join_all(controllers) => {}
         () = sweep => {}
@@ -222,27 +233,30 @@ fn controller_for(
 /// Drops the watch interest of ChangeTriggeredJobs that were deleted (a deleted object is not
 /// reconciled again, so nothing else would notice).
 async fn sweep_deleted(
-    hub: WatchHub,
+    shared: Arc<Shared>,
     stores: Vec<Store<GuardedCtj>>,
-    every: Duration,
     term: CancellationToken,
 ) {
+    for store in &stores {
+        // Until a store has listed once, "not in the store" means nothing.
+        tokio::select! {
+            () = term.cancelled() => return,
+            ready = store.wait_until_ready() => if ready.is_err() { return },
+        }
+    }
     loop {
         tokio::select! {
             () = term.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
+            () = tokio::time::sleep(shared.settings.poll_interval) => {}
         }
-        if stores
-            .iter()
-            .any(|s| s.state().is_empty() && !hub.known_ctjs().is_empty())
-        {
-            // A store that is still empty may simply not be synced yet.
-            continue;
-        }
-        for ctj in hub.known_ctjs() {
+        for ctj in shared.hub.known_ctjs() {
             if !stores.iter().any(|s| s.get(&ctj).is_some()) {
-                hub.forget(&ctj);
+                shared.hub.forget(&ctj);
             }
         }
+        shared
+            .metrics
+            .watched_objects
+            .set(i64::try_from(shared.hub.watched_objects()).unwrap_or(i64::MAX));
     }
 }

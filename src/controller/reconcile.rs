@@ -3,10 +3,11 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use futures::StreamExt;
-use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
@@ -113,7 +114,7 @@ async fn reconcile_ctj(
         return Ok(Action::await_change());
     }
 
-    let now = Timestamp::now();
+    let now = (shared.clock)();
     let spec = &ctj.spec;
     let status = shared.freshest_status(&uid, ctj.status.as_ref());
     let mut problems: Vec<Problem> = Vec::new();
@@ -492,7 +493,7 @@ async fn reconcile_ctj(
     shared.succeeded(&uid);
     Ok(match &decision {
         Decision::Deferred { until, .. } => {
-            let wait = until.duration_since(Timestamp::now());
+            let wait = until.duration_since((shared.clock)());
             let wait =
                 Duration::try_from(wait).unwrap_or(Duration::ZERO) + Duration::from_millis(50);
             Action::requeue(wait.min(shared.settings.poll_interval))
