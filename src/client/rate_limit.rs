@@ -220,7 +220,7 @@ mod tests {
             let from = Duration::from_secs(second);
             let to = from + Duration::from_secs(1);
             let n = admitted.iter().filter(|d| **d > from && **d <= to).count();
-            assert!(n <= 51 && n >= 49, "{n} requests in second {second}");
+            assert!((49..=51).contains(&n), "{n} requests in second {second}");
         }
     }
 
