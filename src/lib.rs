@@ -7,6 +7,7 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod controller;
 pub mod detect;
 pub mod discovery;
 pub mod inspect;
