@@ -39,6 +39,9 @@ pub enum LeaderError {
         /// Configured retry period.
         retry_period: Duration,
     },
+    /// No identity: every replica must name itself (`podName`) for the Lease to mean anything.
+    #[error("leader election needs a non-empty identity (podName)")]
+    NoIdentity,
 }
 
 /// Acquires and renews the Lease and tells subscribers whether this replica may reconcile.
@@ -214,6 +217,9 @@ impl LeaderElector {
             return Ok(());
         }
         self.timing.validate()?;
+        if self.identity.is_empty() {
+            return Err(LeaderError::NoIdentity);
+        }
         let mut seen = Observation::new();
         loop {
             let Some(renewed_from) = self.acquire(&mut seen, &shutdown).await else {

@@ -322,7 +322,7 @@ async fn without_leader_election_the_replica_leads_at_once_until_shutdown() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn timings_that_cannot_be_safe_are_refused() {
+async fn settings_that_cannot_be_safe_are_refused() {
     let fake = fake();
     let a = support_leader::start(
         fake.client(),
@@ -333,5 +333,8 @@ async fn timings_that_cannot_be_safe_are_refused() {
     );
     let result = a.task.await.unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(result, Err(LeaderError::Timing { .. })));
+    let nameless = support_leader::start(fake.client(), settings(""));
+    let result = nameless.task.await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(result, Err(LeaderError::NoIdentity)));
     assert!(fake.requests().is_empty());
 }

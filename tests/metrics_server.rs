@@ -331,6 +331,34 @@ async fn repeated_scrapes_are_answered_from_the_cache() {
 }
 
 #[tokio::test]
+async fn a_flood_of_unknown_tokens_is_throttled_before_it_reaches_the_api() {
+    let fake = fake();
+    let server = start(&fake, true).await;
+    assert_eq!(
+        server.get("/metrics", Some(ALLOWED)).await.status,
+        StatusCode::OK
+    );
+    let mut throttled = 0;
+    for n in 0..40 {
+        let reply = server.get("/metrics", Some(&format!("forged-{n}"))).await;
+        match reply.status {
+            StatusCode::UNAUTHORIZED => {}
+            StatusCode::TOO_MANY_REQUESTS => throttled += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    let reviews = fake.token_reviews().len();
+    assert!(throttled > 0);
+    assert!((20..41).contains(&reviews), "{reviews} TokenReviews");
+    // A scraper whose decision is cached is not affected.
+    assert_eq!(
+        server.get("/metrics", Some(ALLOWED)).await.status,
+        StatusCode::OK
+    );
+    assert!(server.stop().await.is_ok());
+}
+
+#[tokio::test]
 async fn probes_need_no_token() {
     let fake = fake();
     let server = start(&fake, true).await;
