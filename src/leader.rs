@@ -184,6 +184,9 @@ fn is_conflict(e: &kube::Error) -> bool {
 impl LeaderElector {
     /// An elector for `settings.lease_name` in `settings.operator_namespace`, identified by
     /// `settings.pod_name`.
+    ///
+    /// Give it a client of its own (a second `client::build_client`), so a burst of reconcile
+    /// requests waiting in the shared client-side rate limit cannot delay its renewals.
     pub fn new(client: Client, settings: &Settings, metrics: Metrics) -> Self {
         let (leading, _) = watch::channel(false);
         metrics.leader.set(0);

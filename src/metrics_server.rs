@@ -179,14 +179,15 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
     }
 }
 
-/// Asks the API server for `/version` every `every` and records whether it answered (within
-/// `every`) in `flag`, until `shutdown` is cancelled.
+/// Asks the API server for `/version` every `every` (at least 100 ms) and records whether it
+/// answered (within `every`) in `flag`, until `shutdown` is cancelled.
 pub fn spawn_api_reachability_check(
     client: kube::Client,
     flag: ReadinessFlag,
     every: Duration,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
+    let every = every.max(Duration::from_millis(100));
     tokio::spawn(async move {
         // Log transitions only, including the first result.
         let mut last: Option<bool> = None;
