@@ -110,3 +110,18 @@ async fn timestamps_come_from_the_controllable_clock() {
     assert_eq!(at(&b).duration_since(at(&a)).as_secs(), 90);
     assert_eq!(fake.now(), at(&b));
 }
+
+#[tokio::test]
+async fn clients_can_default_to_another_namespace() {
+    let fake = FakeApi::new();
+    let client = fake.client_in("kube-system");
+    assert_eq!(client.default_namespace(), "kube-system");
+    let api: Api<ConfigMap> = Api::default_namespaced(client);
+    api.create(&PostParams::default(), &config_map("x", &[], &[]))
+        .await
+        .expect("create");
+    assert!(
+        fake.get_json("v1", "configmaps", Some("kube-system"), "x")
+            .is_some()
+    );
+}

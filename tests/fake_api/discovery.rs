@@ -350,3 +350,54 @@ async fn crd_names_must_be_plural_dot_group() {
         status.message
     );
 }
+
+#[tokio::test]
+async fn install_crd_serves_a_kube_derive_kind() {
+    let fake = FakeApi::new();
+    let stored = fake.install_crd(&Gadget::crd());
+    assert_eq!(stored["metadata"]["name"], "gadgets.example.com");
+    let gadgets: Api<Gadget> = Api::default_namespaced(fake.client());
+    let created = gadgets
+        .create(
+            &PostParams::default(),
+            &Gadget::new("g", GadgetSpec { size: 1 }),
+        )
+        .await;
+    assert_eq!(created.expect("served").spec.size, 1);
+    let crd = fake.get_json(
+        "apiextensions.k8s.io/v1",
+        "customresourcedefinitions",
+        None,
+        "gadgets.example.com",
+    );
+    let conditions = crd.expect("CRD stored")["status"]["conditions"].clone();
+    assert!(
+        conditions
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "Established"))
+    );
+}
+
+#[tokio::test]
+async fn the_product_crd_installs_over_the_builtin_changejob_kind() {
+    let fake = FakeApi::new();
+    fake.install_crd(&kube_changejob::api::crd());
+    let crds: Api<CustomResourceDefinition> = Api::all(fake.client());
+    let crd = crds
+        .get("changetriggeredjobs.triggers.changejob.dev")
+        .await
+        .expect("the CRD is stored");
+    assert_eq!(
+        crd.spec.names.short_names,
+        Some(vec!["ctj".to_string(), "ctjs".to_string()])
+    );
+    let gvk = GroupVersionKind::gvk("triggers.changejob.dev", "v1alpha", "ChangeTriggeredJob");
+    let (_, caps) = discovery::pinned_kind(&fake.client(), &gvk)
+        .await
+        .expect("still served");
+    assert!(
+        caps.subresources
+            .iter()
+            .any(|(ar, _)| ar.plural == "status")
+    );
+}

@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as RecordedEvent, EventType, Recorder, Reporter};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{Controller, reflector};
+use kube::{Resource, ResourceExt};
 use tokio::sync::mpsc;
 
 use crate::helpers::{config_map, next};
@@ -280,4 +281,44 @@ async fn controller_reconciles_objects_created_through_another_api() {
         .expect("reconciled in time");
     assert_eq!(reconciled.as_deref(), Some("created-later"));
     driver.abort();
+}
+
+#[tokio::test]
+async fn event_recorder_publishes_and_updates_series() {
+    let fake = FakeApi::new();
+    let client = fake.client();
+    let api: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let cm = api
+        .create(&PostParams::default(), &config_map("watched", &[], &[]))
+        .await
+        .expect("create");
+    let reporter = Reporter {
+        controller: "kube-changejob".into(),
+        instance: Some("pod-0".into()),
+    };
+    let recorder = Recorder::new(client, reporter);
+    let event = RecordedEvent {
+        type_: EventType::Normal,
+        reason: "JobCreated".into(),
+        note: Some("created job watched-1".into()),
+        action: "Trigger".into(),
+        secondary: None,
+    };
+    let reference = cm.object_ref(&());
+    recorder
+        .publish(&event, &reference)
+        .await
+        .expect("first publish");
+    recorder
+        .publish(&event, &reference)
+        .await
+        .expect("second publish (series patch)");
+    let events = fake.list_json("events.k8s.io/v1", "events", Some("default"));
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["reason"], "JobCreated");
+    assert_eq!(events[0]["series"]["count"], 2);
+    assert_eq!(
+        fake.count(Verb::Create, "events") + fake.count(Verb::Patch, "events"),
+        2
+    );
 }

@@ -252,3 +252,34 @@ async fn metadata_watches_carry_partial_objects() {
         Some("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1")
     );
 }
+
+#[tokio::test]
+async fn watching_a_named_object_sees_only_it() {
+    let fake = FakeApi::new();
+    let client = fake.client();
+    let api: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let request =
+        http::Request::get("/api/v1/namespaces/default/configmaps/x?watch=true&resourceVersion=0")
+            .body(vec![])
+            .expect("request");
+    let mut events = client
+        .request_events::<ConfigMap>(request)
+        .await
+        .expect("watch")
+        .boxed();
+    api.create(&PostParams::default(), &config_map("y", &[], &[]))
+        .await
+        .expect("create");
+    api.create(&PostParams::default(), &config_map("x", &[], &[]))
+        .await
+        .expect("create");
+    assert_eq!(
+        describe(&next(&mut events).await.expect("event")),
+        "ADDED x"
+    );
+    let recorded = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.verb == crate::support::fake_api::Verb::Watch);
+    assert_eq!(recorded.and_then(|r| r.name).as_deref(), Some("x"));
+}

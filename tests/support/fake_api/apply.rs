@@ -6,6 +6,7 @@
 use serde_json::{Value, json};
 
 use super::commit::{self, Ownership, Target, str_at};
+use super::create;
 use super::managed_fields::{Conflict, overlaps, remove_at, tracked_leaves};
 use super::resources::ResourceType;
 use super::route::{Query, ResourcePath};
@@ -74,7 +75,7 @@ pub(crate) fn apply(
             leaves,
             taken: vec![],
         };
-        let created = commit::create(
+        let created = create::create(
             state,
             rt,
             path.namespace.as_deref(),

@@ -184,7 +184,7 @@ fn marked_for_deletion(
     meta["deletionTimestamp"] = json!(state.clock.now_rfc3339());
     meta["deletionGracePeriodSeconds"] = json!(0);
     if let Some(generation) = meta.get("generation").and_then(Value::as_i64) {
-        meta["generation"] = json!(generation + 1);
+        meta["generation"] = json!(generation.saturating_add(1));
     }
     if is_namespace {
         marked["status"] = json!({"phase": "Terminating"});

@@ -6,7 +6,8 @@ use http::Method;
 use serde_json::Value;
 
 use super::authz;
-use super::commit::{self, Ownership};
+use super::commit::Ownership;
+use super::create;
 use super::delete::{self, DeleteOptions};
 use super::discovery;
 use super::faults::{self, Injected};
@@ -82,6 +83,8 @@ fn verb_of(method: &Method, route: Option<&Route>, query: &Query) -> Verb {
         };
     };
     match (method.as_str(), p.name.is_some()) {
+        // `GET .../{name}?watch=true` watches that one object.
+        ("GET", true) if query.flag("watch") => Verb::Watch,
         ("GET", true) => Verb::Get,
         ("GET", false) if query.flag("watch") => Verb::Watch,
         ("GET", false) => Verb::List,
@@ -278,12 +281,22 @@ fn resource(
         }
         Verb::Watch => {
             let rep = media::negotiate(req.accept.as_deref(), &single_reps)?;
+            let mut query = req.query.clone();
+            if let Some(name) = &path.name {
+                let by_name = match query.get("fieldSelector").filter(|f| !f.is_empty()) {
+                    Some(fields) => format!("{fields},metadata.name={name}"),
+                    None => format!("metadata.name={name}"),
+                };
+                query.0.retain(|(k, _)| k != "fieldSelector");
+                query.0.push(("fieldSelector".into(), by_name));
+            }
+            let metadata_only = rep == Representation::Partial;
             Ok(Reply::Watch(watch::start(
                 state,
                 &rt,
                 ns,
-                &req.query,
-                rep == Representation::Partial,
+                &query,
+                metadata_only,
             )?))
         }
         Verb::Create => {
@@ -302,7 +315,7 @@ fn resource(
                 201,
                 single(
                     rep,
-                    commit::create(state, &rt, ns, body, ownership, dry_run)?,
+                    create::create(state, &rt, ns, body, ownership, dry_run)?,
                 ),
             ))
         }

@@ -2,7 +2,7 @@
 //! integration tests of the reconcile loop, the webhook and leader election need no cluster.
 //!
 //! ```ignore
-//! mod support;
+//! mod support; // in tests/<name>.rs; tests/support/mod.rs declares `pub mod fake_api;`
 //! use support::fake_api::{FakeApi, FakeError, Matcher, ResourceType, Verb};
 //!
 //! let fake = FakeApi::new();
@@ -15,11 +15,29 @@
 //! It serves discovery, GET/LIST/WATCH/CREATE/UPDATE/PATCH (merge, strategic, JSON patch,
 //! server-side apply)/DELETE on the built-in kinds our operator touches and on any kind a
 //! test registers, with the API server's resourceVersion, generation, status-subresource,
-//! finalizer, garbage-collection, dry-run and error-Status behaviour. Tests can inject faults,
-//! set SubjectAccessReview / TokenReview answers, move the clock, read the request log and
-//! write objects directly as other actors would. Every writer the test does not control
-//! (garbage collector, namespace controller, CRD establishment) runs synchronously after each
-//! request. See the `fake_api` integration tests for one example of every behaviour.
+//! finalizer, garbage-collection, dry-run and error-Status behaviour. Every writer the test
+//! does not control (garbage collector, namespace controller, CRD establishment) runs
+//! synchronously after each request. The `fake_api` integration tests show every behaviour.
+//!
+//! What a test can do with a [`FakeApi`], by module:
+//! - kinds (`crds`): [`FakeApi::register`], [`FakeApi::unregister`], [`FakeApi::install_crd`]
+//! - objects (`objects`): [`FakeApi::insert`], [`FakeApi::put`], [`FakeApi::remove`],
+//!   [`FakeApi::get_json`], [`FakeApi::list_json`], [`FakeApi::get_object`],
+//!   [`FakeApi::list_objects`], [`FakeApi::resource_version`], [`FakeApi::create_namespace`],
+//!   [`FakeApi::set_namespace_lifecycle`]
+//! - watches (`watch`): [`FakeApi::close_watches`], [`FakeApi::expire_watches`],
+//!   [`FakeApi::send_bookmarks`], [`FakeApi::compact`], [`FakeApi::open_watches`]
+//! - faults (`faults`): [`FakeApi::fail_next`], [`FakeApi::fail_times`],
+//!   [`FakeApi::fail_always`], [`FakeApi::deny`], [`FakeApi::clear_faults`],
+//!   [`FakeApi::set_latency`], [`FakeApi::set_user`]
+//! - validation (`validation`): [`FakeApi::set_validator`], [`FakeApi::clear_validator`]
+//! - reviews (`authz`): [`FakeApi::set_sar_policy`], [`FakeApi::subject_access_reviews`],
+//!   [`FakeApi::set_token`], [`FakeApi::token_reviews`]
+//! - clock (`clock`): [`FakeApi::now`], [`FakeApi::set_time`], [`FakeApi::advance`]
+//! - request log (`requests`): [`FakeApi::requests`], [`FakeApi::count`],
+//!   [`FakeApi::discovery_count`], [`FakeApi::clear_requests`]
+//! - Jobs (`jobs`): [`FakeApi::set_job_condition`], [`FakeApi::complete_job`],
+//!   [`FakeApi::fail_job`]
 //!
 //! Callbacks given to the fake (validators, the SAR policy) run while it holds its lock and
 //! must not call back into it.
@@ -29,6 +47,7 @@ mod authz;
 mod clock;
 mod commit;
 mod crds;
+mod create;
 mod defaults;
 mod delete;
 mod discovery;
@@ -88,7 +107,13 @@ impl FakeApi {
     /// A `kube::Client` talking to this server, with default namespace `default`. Must be
     /// called inside a tokio runtime (the client spawns its request buffer).
     pub fn client(&self) -> kube::Client {
-        kube::Client::new(self.clone(), "default")
+        self.client_in("default")
+    }
+
+    /// A `kube::Client` whose default namespace is `namespace` (like an in-cluster client of
+    /// a pod in that namespace).
+    pub fn client_in(&self, namespace: &str) -> kube::Client {
+        kube::Client::new(self.clone(), namespace)
     }
 
     fn lock(&self) -> MutexGuard<'_, store::State> {

@@ -150,7 +150,7 @@ impl FakeApi {
                 .pointer("/metadata/generation")
                 .and_then(Value::as_i64)
                 .unwrap_or(0);
-            object["metadata"]["generation"] = json!(generation + 1);
+            object["metadata"]["generation"] = json!(generation.saturating_add(1));
         }
         let now = state.clock.now_rfc3339();
         let mut managed = stored.managed.clone();
