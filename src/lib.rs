@@ -11,3 +11,4 @@ pub mod discovery;
 pub mod inspect;
 pub mod metrics;
 pub mod run;
+pub mod webhook;
