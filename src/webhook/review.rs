@@ -2,6 +2,7 @@
 //! the objects as raw JSON, so an object that is not a valid ChangeTriggeredJob still gets an
 //! answer naming the problem), and writing allowed and denied responses.
 
+use base64::Engine;
 use kube::core::admission::{
     AdmissionRequest, AdmissionResponse, AdmissionReview, META_API_VERSION_V1, META_KIND,
     SerializePatchError,
@@ -154,13 +155,31 @@ pub fn deny(
     response
 }
 
-/// The response wrapped in an AdmissionReview, as the API server expects it back.
-pub fn into_review(response: AdmissionResponse) -> AdmissionReview<DynamicObject> {
+/// The response wrapped in an AdmissionReview, as JSON for the API server.
+///
+/// kube's `AdmissionResponse` serializes `patch` as an array of byte values; the API server's
+/// decoder happens to accept that, but the documented wire format is a base64 string (Go's
+/// `[]byte`), which is what we send.
+pub fn into_review(response: AdmissionResponse) -> Value {
     let mut review = response.into_review();
     // The version of the answer must match the question's; we only accept v1.
     review.types.api_version = META_API_VERSION_V1.to_string();
     review.types.kind = META_KIND.to_string();
-    review
+    let patch = review.response.as_mut().and_then(|r| r.patch.take());
+    let mut json = serde_json::to_value(&review).unwrap_or_else(|_| {
+        // Serializing plain strings, bools and maps cannot fail; answer with a bare denial
+        // rather than nothing if it ever did.
+        serde_json::json!({ "apiVersion": META_API_VERSION_V1, "kind": META_KIND })
+    });
+    if let (Some(patch), Some(response)) = (patch, json.get_mut("response"))
+        && let Some(fields) = response.as_object_mut()
+    {
+        fields.insert(
+            "patch".to_string(),
+            Value::String(base64::engine::general_purpose::STANDARD.encode(patch)),
+        );
+    }
+    json
 }
 
 #[cfg(test)]
@@ -246,7 +265,7 @@ mod tests {
             ],
             vec!["careful".into()],
         );
-        let review = serde_json::to_value(into_review(response)).unwrap_or_default();
+        let review = into_review(response);
         let r = &review["response"];
         assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
         assert_eq!(r["uid"], "abc");
@@ -256,7 +275,7 @@ mod tests {
         assert_eq!(r["status"]["status"], "Failure");
         assert_eq!(
             r["status"]["message"],
-            "spec.history: must be at least 1; spec.resources: required"
+            "spec.history: must be at least 1\nspec.resources: required"
         );
         assert_eq!(
             r["status"]["details"]["causes"][1]["field"],
@@ -267,6 +286,28 @@ mod tests {
             "FieldValueRequired"
         );
         assert_eq!(r["warnings"], json!(["careful"]));
+    }
+
+    #[test]
+    fn patch_is_sent_as_base64() {
+        let incoming = parse(&body(request())).unwrap_or_else(|e| panic!("{e}"));
+        let patch = json_patch::Patch(vec![json_patch::PatchOperation::Add(
+            json_patch::AddOperation {
+                path: json_patch::jsonptr::PointerBuf::from_tokens(["spec", "history"]),
+                value: json!(5),
+            },
+        )]);
+        let response = allow_with_patch(&incoming.request, patch).unwrap_or_else(|e| panic!("{e}"));
+        let review = into_review(response);
+        let encoded = review["response"]["patch"].as_str().unwrap_or_default();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap_or_default();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&decoded).unwrap_or_default(),
+            json!([{ "op": "add", "path": "/spec/history", "value": 5 }])
+        );
+        assert_eq!(review["response"]["patchType"], "JSONPatch");
     }
 
     #[test]

@@ -300,3 +300,48 @@ pub async fn serve_listener(
     done.cancel();
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_500() {
+        let app = Router::new()
+            .route(
+                "/boom",
+                post(|| async {
+                    if true {
+                        panic!("handler bug");
+                    }
+                    "unreachable"
+                }),
+            )
+            .layer(middleware::from_fn(contain_panics));
+        let request = Request::post("/boom")
+            .body(Body::empty())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let response = app.oneshot(request).await.unwrap_or_else(|e| match e {});
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn a_request_that_never_finishes_counts_as_an_error() {
+        let metrics = Metrics::new().unwrap_or_else(|e| panic!("{e}"));
+        drop(Tally::start(&metrics, Endpoint::Validate));
+        Tally::start(&metrics, Endpoint::Mutate).finish(Outcome::Allowed);
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                "changejob_webhook_requests_total{result=\"error\",webhook=\"validate\"} 1"
+            )
+        );
+        assert!(
+            text.contains(
+                "changejob_webhook_requests_total{result=\"allowed\",webhook=\"mutate\"} 1"
+            )
+        );
+    }
+}

@@ -77,13 +77,14 @@ impl fmt::Display for Violation {
     }
 }
 
-/// All violations as one message, `; `-separated, in the order found.
+/// All violations as one message, one per line, in the order found. (Messages may contain
+/// `;` themselves, so lines keep them apart; clients that want structure read the causes.)
 pub fn join(violations: &[Violation]) -> String {
     violations
         .iter()
         .map(Violation::to_string)
         .collect::<Vec<_>>()
-        .join("; ")
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -104,7 +105,7 @@ mod tests {
             Violation::new("a", Reason::Required, "x"),
             Violation::new("b", Reason::Invalid, "y"),
         ];
-        assert_eq!(join(&all), "a: x; b: y");
+        assert_eq!(join(&all), "a: x\nb: y");
     }
 
     #[test]
