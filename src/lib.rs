@@ -16,3 +16,4 @@ pub mod metrics;
 pub mod metrics_server;
 pub mod run;
 pub mod telemetry;
+pub mod webhook;

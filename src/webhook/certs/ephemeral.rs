@@ -1,0 +1,42 @@
+//! An in-memory self-signed certificate, for when no real one is available yet (the server
+//! starts on it and reports not ready) or not needed (the metrics server's HTTPS when the
+//! webhook is disabled). Never written anywhere.
+
+use std::sync::Arc;
+
+use axum_server::tls_rustls::RustlsConfig;
+use rustls::ServerConfig;
+
+use super::CertError;
+use super::tls::config_from_pem;
+
+/// A server configuration with a fresh self-signed certificate for `names`.
+pub fn self_signed_config(names: &[String]) -> Result<Arc<ServerConfig>, CertError> {
+    let names = if names.is_empty() {
+        vec!["localhost".to_string()]
+    } else {
+        names.to_vec()
+    };
+    let certified = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| CertError::Issue(format!("self-signed certificate: {e}")))?;
+    config_from_pem(
+        certified.cert.pem().as_bytes(),
+        certified.signing_key.serialize_pem().as_bytes(),
+    )
+}
+
+/// [`self_signed_config`] wrapped for axum-server.
+pub fn in_memory(names: &[String]) -> Result<RustlsConfig, CertError> {
+    Ok(RustlsConfig::from_config(self_signed_config(names)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_without_names() {
+        assert!(self_signed_config(&[]).is_ok());
+        assert!(in_memory(&["kube-changejob-metrics".to_string()]).is_ok());
+    }
+}
