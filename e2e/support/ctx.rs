@@ -232,10 +232,21 @@ impl Ctx {
 
     /// Creates a ChangeTriggeredJob and waits for the operator's first observation of all its
     /// watched objects; only after that does changing them count as a change.
+    ///
+    /// Creating a ChangeTriggeredJob never runs a Job, so any Job found then fails the
+    /// scenario (and could not be mistaken later for the Job of the scenario's first change).
     pub async fn create_observed(&self, ctj: &ChangeTriggeredJob) -> Outcome<ChangeTriggeredJob> {
+        let name = ctj.name_any();
         self.create_ctj(ctj).await?;
-        self.wait_observed(&ctj.name_any(), ctj.spec.resources.len())
-            .await
+        let observed = self.wait_observed(&name, ctj.spec.resources.len()).await?;
+        let existing = list_jobs(&self.api(), &name).await?;
+        if !existing.is_empty() {
+            crate::fail!(
+                "creating ChangeTriggeredJob {name} must not run a Job, but it ran {:?}",
+                names(&existing)
+            );
+        }
+        Ok(observed)
     }
 
     /// Tracks the Jobs of a ChangeTriggeredJob in the run's namespace.

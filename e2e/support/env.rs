@@ -127,6 +127,42 @@ impl Env {
     }
 }
 
+impl Env {
+    /// After a scenario that stops operator processes: makes sure one runs and holds the
+    /// Lease again, so a failure there does not fail the scenarios after it too.
+    pub async fn restore_operators(&self) -> Outcome {
+        if !self.operators.is_local() {
+            return Ok(());
+        }
+        for gone in self.operators.reap().await {
+            println!("e2e: operator {gone} had exited; forgetting it");
+        }
+        let running = self.operators.identities().await;
+        let leader = match running.first() {
+            Some(identity) => identity.clone(),
+            None => {
+                let pid = self.operators.start(PRIMARY).await?;
+                println!("e2e: restarted operator {PRIMARY} (pid {pid})");
+                PRIMARY.to_string()
+            }
+        };
+        // A Lease left by a killed process expires after the lease duration.
+        let timeout = super::operator::LEASE_DURATION + Duration::from_secs(15);
+        wait_for("an operator of the suite to hold the Lease", timeout, POLL, || async {
+            self.operators.check_running().await?;
+            let holder = self.lease_holder().await?;
+            let running = self.operators.identities().await;
+            Ok(match holder {
+                Some(h) if running.contains(&h) => Poll::Ready(()),
+                other => Poll::Pending(format!(
+                    "holderIdentity {other:?}, running {running:?} (expected {leader} or another running one)"
+                )),
+            })
+        })
+        .await
+    }
+}
+
 /// `spec.holderIdentity` of Lease `name` in namespace `name` (`None` when absent or free).
 pub async fn lease_holder(client: &Client, name: &str) -> Outcome<Option<String>> {
     let api: Api<Lease> = Api::namespaced(client.clone(), name);
@@ -255,6 +291,20 @@ impl Operators {
             }
         }
         Ok(())
+    }
+
+    /// Forgets processes that have exited; returns who they were and how they ended.
+    pub async fn reap(&self) -> Vec<String> {
+        let mut running = self.running.lock().await;
+        let mut gone = Vec::new();
+        running.retain_mut(|p| match p.exited() {
+            Some(status) => {
+                gone.push(format!("{} ({status})", p.identity));
+                false
+            }
+            None => true,
+        });
+        gone
     }
 
     /// Kills every process (teardown).

@@ -170,6 +170,12 @@ pub async fn run_all(
     }
     for &scenario in scenarios.iter().filter(|s| s.exclusive) {
         reports.push(run_one(env.clone(), scenario).await);
+        if let Err(e) = env.restore_operators().await {
+            println!(
+                "e2e: could not bring an operator back after scenario {}: {e}",
+                scenario.number
+            );
+        }
     }
     reports.sort_by_key(|r| r.number);
     reports
