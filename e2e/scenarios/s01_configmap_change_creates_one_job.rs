@@ -252,6 +252,13 @@ async fn wait_for_success(ctx: &Arc<Ctx>, ctj: &str, job: &str, changed: &str) -
         let scheduled = pods
             .iter()
             .any(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()));
+        if let Some(reason) = pods.iter().find_map(image_pull_problem) {
+            ctx.note(&format!(
+                "the Job's image {} cannot be pulled here ({reason}); lastJobStatus=Succeeded was not checked (set E2E_JOB_IMAGE to a reachable copy)",
+                crate::support::manifests::job_image()
+            ));
+            return Ok(());
+        }
         if scheduled {
             let phases: Vec<_> = pods
                 .iter()
@@ -285,4 +292,23 @@ async fn wait_for_success(ctx: &Arc<Ctx>, ctj: &str, job: &str, changed: &str) -
         )),
     }
     Ok(())
+}
+
+/// Why a Pod's container waits for its image, if it does (an environment limit, e.g. an
+/// air-gapped cluster, not a fault of the operator).
+fn image_pull_problem(pod: &Pod) -> Option<String> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .filter_map(|c| c.state.as_ref()?.waiting.as_ref())
+        .find_map(|w| {
+            let reason = w.reason.as_deref()?;
+            matches!(
+                reason,
+                "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull"
+            )
+            .then(|| format!("{reason}: {}", w.message.clone().unwrap_or_default()))
+        })
 }

@@ -2,8 +2,10 @@
 //! not a change and runs nothing; changing the image runs one Job.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 use crate::ensure;
@@ -11,7 +13,7 @@ use crate::support::ctx::Ctx;
 use crate::support::manifests::{CtjBuilder, deployment, watch, with_fields};
 use crate::support::runner::{Scenario, Verdict};
 use crate::support::status::{is_pending, status, summary};
-use crate::support::{Outcome, QUIET};
+use crate::support::{Context, Outcome, QUIET};
 
 pub const SCENARIO: Scenario = Scenario {
     number: 5,
@@ -54,14 +56,15 @@ async fn run(ctx: Arc<Ctx>) -> Outcome<Verdict> {
     );
 
     ctx.step("changing the container image");
-    let since = ctx
-        .merge_patch::<Deployment>(
-            &deploy,
-            json!({ "spec": { "template": { "spec": { "containers": [
-                { "name": "app", "image": "registry.k8s.io/pause:3.10" }
-            ] } } } }),
-        )
-        .await?;
+    // A strategic merge patch matches the container by name and changes only its image.
+    let patch = json!({ "spec": { "template": { "spec": { "containers": [
+        { "name": "app", "image": "registry.k8s.io/pause:3.10" }
+    ] } } } });
+    let since = Instant::now();
+    ctx.api::<Deployment>()
+        .patch(&deploy, &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .context(format!("changing the image of Deployment {deploy}"))?;
     jobs.expect_new_job(since, "an image change").await?;
     jobs.expect_no_new_job(QUIET, "the Job for the image change")
         .await?;

@@ -7,8 +7,8 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::batch::v1::{JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec, PodTemplateSpec,
-    Secret,
+    Capabilities, ConfigMap, Container, EnvVar, EnvVarSource, ObjectFieldSelector,
+    PodSecurityContext, PodSpec, PodTemplateSpec, SeccompProfile, Secret, SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube_changejob::api::{
@@ -30,6 +30,32 @@ fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// Pod-level settings that satisfy the `restricted` Pod Security Standard, so the test Pods
+/// are admitted in namespaces that enforce it.
+fn restricted_pod() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(65534),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// Container-level settings for the `restricted` Pod Security Standard.
+fn restricted_container() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
+        ..SecurityContext::default()
+    }
 }
 
 fn meta(namespace: &str, name: &str) -> ObjectMeta {
@@ -83,8 +109,10 @@ pub fn deployment(namespace: &str, name: &str, image: &str, replicas: i32) -> De
                     containers: vec![Container {
                         name: "app".into(),
                         image: Some(image.into()),
+                        security_context: Some(restricted_container()),
                         ..Container::default()
                     }],
+                    security_context: Some(restricted_pod()),
                     termination_grace_period_seconds: Some(1),
                     ..PodSpec::default()
                 }),
@@ -153,6 +181,7 @@ impl CtjBuilder {
                 }),
                 ..EnvVar::default()
             }]),
+            security_context: Some(restricted_container()),
             ..Container::default()
         };
         let job_template = JobTemplateSpec {
@@ -163,6 +192,7 @@ impl CtjBuilder {
                     metadata: None,
                     spec: Some(PodSpec {
                         containers: vec![container],
+                        security_context: Some(restricted_pod()),
                         restart_policy: Some("Never".into()),
                         termination_grace_period_seconds: Some(1),
                         ..PodSpec::default()
