@@ -786,3 +786,33 @@ async fn api_errors_are_retried_with_backoff() {
     })
     .await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_job_created_gets_its_own_event_naming_it() {
+    let h = Harness::start().await;
+    h.put_configmap("app-config", &[("k", "1")]);
+    h.create_ctj(&ctj("noted", vec![cm("app-config")])).await;
+    h.observed("noted", 1).await;
+    for i in 2..=3 {
+        h.put_configmap("app-config", &[("k", &i.to_string())]);
+        h.expect_jobs("noted", usize::try_from(i - 1).unwrap_or(0), 5 * SEC)
+            .await;
+    }
+    let events = h.fake.list_json("events.k8s.io/v1", "events", Some(NS));
+    let created: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["reason"] == "JobCreated")
+        .collect();
+    assert_eq!(created.len(), 2, "{events:#?}");
+    for job in h.jobs("noted") {
+        let name = job.metadata.name.clone().unwrap_or_default();
+        let event = created
+            .iter()
+            .find(|e| e["related"]["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("no JobCreated event for {name}"));
+        assert!(event["note"].as_str().unwrap_or_default().contains(&name));
+        assert_eq!(event["regarding"]["kind"], "ChangeTriggeredJob");
+        assert_eq!(event["reportingController"], "kube-changejob");
+        assert_eq!(event["type"], "Normal");
+    }
+}

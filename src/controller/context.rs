@@ -8,7 +8,6 @@ use tokio::time::Instant;
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::Client;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 
 use super::watches::WatchHub;
@@ -27,7 +26,7 @@ pub struct Shared {
     /// Metrics.
     pub metrics: Metrics,
     /// Kubernetes Events.
-    pub recorder: Recorder,
+    pub events: super::events::EventPublisher,
     /// Settings.
     pub settings: Arc<Settings>,
     /// The installation's fingerprint key.
@@ -59,7 +58,7 @@ impl Shared {
         client: Client,
         discovery: Arc<DiscoveryCache>,
         metrics: Metrics,
-        recorder: Recorder,
+        events: super::events::EventPublisher,
         settings: Arc<Settings>,
         key: FingerprintKey,
         hub: WatchHub,
@@ -69,7 +68,7 @@ impl Shared {
             client,
             discovery,
             metrics,
-            recorder,
+            events,
             settings,
             key,
             hub,

@@ -5,6 +5,7 @@
 
 mod context;
 mod error;
+mod events;
 mod jobs;
 pub mod key;
 mod observe;
@@ -20,7 +21,6 @@ use kube::Client;
 use kube::api::Api;
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::{mpsc, watch};
@@ -142,13 +142,7 @@ async fn run_term(deps: Dependencies, term: CancellationToken) {
         receivers.push(rx);
     }
     let hub = WatchHub::new(deps.client.clone(), routes, term.clone());
-    let recorder = Recorder::new(
-        deps.client.clone(),
-        Reporter {
-            controller: "kube-changejob".into(),
-            instance: Some(settings.pod_name.clone()),
-        },
-    );
+    let recorder = events::EventPublisher::new(deps.client.clone(), &settings.pod_name);
     let shared = Arc::new(Shared::new(
         deps.client.clone(),
         deps.discovery.clone(),

@@ -10,16 +10,16 @@ use tokio::time::Instant;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
-use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
 use super::context::Context;
 use super::error::Error;
+use super::events::{Occurrence, Severity, job_reference};
 use super::jobs::{self, CreateError, Created};
 use super::observe;
 use crate::api::{
@@ -306,13 +306,15 @@ async fn reconcile_ctj(
                         .join(", ")
                 };
                 info!(job = %job_name, reason = reason.as_str(), "created Job");
+                let related = job_reference(&namespace, &job_name, job.metadata.uid.clone());
                 publish(
                     ctx,
                     ctj,
-                    EventType::Normal,
+                    Severity::Normal,
                     "JobCreated",
                     "CreateJob",
                     format!("Created Job {job_name} for {what}"),
+                    Some(related),
                 )
                 .await;
                 created_job = Some(job_name);
@@ -362,7 +364,7 @@ async fn reconcile_ctj(
             publish(
                 ctx,
                 ctj,
-                EventType::Normal,
+                Severity::Normal,
                 "JobsPruned",
                 "DeleteJobs",
                 format!(
@@ -371,6 +373,7 @@ async fn reconcile_ctj(
                     spec.history(),
                     deleted.join(", ")
                 ),
+                None,
             )
             .await;
         }
@@ -436,13 +439,14 @@ async fn reconcile_ctj(
             publish(
                 ctx,
                 ctj,
-                EventType::Normal,
+                Severity::Normal,
                 "TriggerDeferred",
                 "DeferTrigger",
                 format!(
                     "{what} changed during the cooldown; the Job will be created at {}",
                     until.strftime("%Y-%m-%dT%H:%M:%SZ")
                 ),
+                None,
             )
             .await;
         }
@@ -456,7 +460,16 @@ async fn reconcile_ctj(
         && degraded_message(&previous_conditions).as_ref()
             != Some(&(reason.clone(), message.clone()))
     {
-        publish(ctx, ctj, EventType::Warning, &reason, "Reconcile", message).await;
+        publish(
+            ctx,
+            ctj,
+            Severity::Warning,
+            &reason,
+            "Reconcile",
+            message,
+            None,
+        )
+        .await;
     }
 
     // Write status only when it changed.
@@ -505,37 +518,22 @@ async fn reconcile_ctj(
 async fn publish(
     ctx: &Context,
     ctj: &ChangeTriggeredJob,
-    type_: EventType,
+    severity: Severity,
     reason: &str,
     action: &str,
     note: String,
+    related: Option<k8s_openapi::api::core::v1::ObjectReference>,
 ) {
-    let event = Event {
-        type_,
+    let shared = &ctx.shared;
+    let now = (shared.clock)();
+    let what = Occurrence {
+        severity,
         reason: reason.to_string(),
-        note: Some(truncate_note(note)),
         action: action.to_string(),
-        secondary: None,
+        note,
+        related,
     };
-    if let Err(error) = ctx
-        .shared
-        .recorder
-        .publish(&event, &ctj.object_ref(&()))
-        .await
-    {
-        warn!(%error, reason, "could not publish event");
+    if let Err(error) = shared.events.publish(ctj, what, now).await {
+        warn!(%error, reason, "could not record an event");
     }
-}
-
-/// Event notes are limited to 1 kB.
-fn truncate_note(mut note: String) -> String {
-    if note.len() > 1000 {
-        let mut cut = 997;
-        while !note.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        note.truncate(cut);
-        note.push_str("...");
-    }
-    note
 }
