@@ -529,3 +529,37 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod documentation {
+    use super::*;
+
+    /// docs/configuration.md lists every setting under all three of its names.
+    #[test]
+    fn every_setting_is_documented() {
+        let doc = include_str!("../docs/configuration.md");
+        let defaults = serde_json::to_value(Settings::default()).unwrap_or_default();
+        for name in defaults
+            .as_object()
+            .map(|m| m.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            let kebab: String = name
+                .chars()
+                .flat_map(|c| {
+                    if c.is_ascii_uppercase() {
+                        vec!['-', c.to_ascii_lowercase()]
+                    } else {
+                        vec![c]
+                    }
+                })
+                .collect();
+            let env = format!("KUBE_CHANGEJOB_{}", kebab.replace('-', "_").to_uppercase());
+            let row = format!("| `{name}` | `{env}` | `--{kebab}` |");
+            assert!(
+                doc.contains(&row),
+                "docs/configuration.md lacks the row for {name}: {row}"
+            );
+        }
+    }
+}

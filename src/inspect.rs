@@ -1,7 +1,6 @@
 //! `kube-changejob fields`: evaluate `fields` paths and fingerprints on objects from a file,
 //! so users can debug their paths without a cluster.
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::detect::fingerprint::FingerprintKey;
@@ -45,11 +44,12 @@ pub struct ObjectReport {
 /// Reads every object in `text` (YAML or JSON, several documents and `kind: List` allowed).
 pub fn read_objects(source_name: &str, text: &str) -> Result<Vec<Value>, InspectError> {
     let mut objects = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(text) {
-        let value = Value::deserialize(document).map_err(|e| InspectError::Parse {
+    let documents: Vec<Value> =
+        serde_saphyr::from_multiple(text).map_err(|e| InspectError::Parse {
             source_name: source_name.to_string(),
             message: e.to_string(),
         })?;
+    for value in documents {
         match value {
             Value::Null => {}
             Value::Object(ref map)

@@ -5,10 +5,15 @@
 //! `metrics` do the I/O around it.
 
 pub mod api;
+pub mod client;
 pub mod config;
+pub mod controller;
 pub mod detect;
 pub mod discovery;
 pub mod inspect;
+pub mod leader;
 pub mod metrics;
+pub mod metrics_server;
 pub mod run;
+pub mod telemetry;
 pub mod webhook;

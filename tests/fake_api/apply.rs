@@ -234,36 +234,3 @@ async fn lease_holders_conflict_the_way_leader_election_expects() {
         Some("b")
     );
 }
-
-#[tokio::test]
-async fn kube_lease_manager_acquires_the_lease_once() {
-    let fake = FakeApi::new();
-    let build = |identity: &str| {
-        kube_lease_manager::LeaseManagerBuilder::new(fake.client(), "operator")
-            .with_namespace("default")
-            .with_identity(identity)
-            .with_duration(15)
-            .with_grace(2)
-            .build()
-    };
-    let a = build("a").await.expect("manager a");
-    let b = build("b").await.expect("manager b");
-    assert!(
-        a.changed().await.expect("a's first change"),
-        "a becomes leader"
-    );
-    let b_change = tokio::time::timeout(std::time::Duration::from_millis(200), b.changed()).await;
-    assert!(
-        b_change.is_err(),
-        "b stays a follower while a holds the lease"
-    );
-    let lease = fake
-        .get_json(
-            "coordination.k8s.io/v1",
-            "leases",
-            Some("default"),
-            "operator",
-        )
-        .expect("lease");
-    assert_eq!(lease["spec"]["holderIdentity"], "a");
-}

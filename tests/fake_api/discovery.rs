@@ -377,3 +377,27 @@ async fn install_crd_serves_a_kube_derive_kind() {
             .is_some_and(|c| c.iter().any(|c| c["type"] == "Established"))
     );
 }
+
+#[tokio::test]
+async fn the_product_crd_installs_over_the_builtin_changejob_kind() {
+    let fake = FakeApi::new();
+    fake.install_crd(&kube_changejob::api::crd());
+    let crds: Api<CustomResourceDefinition> = Api::all(fake.client());
+    let crd = crds
+        .get("changetriggeredjobs.triggers.changejob.dev")
+        .await
+        .expect("the CRD is stored");
+    assert_eq!(
+        crd.spec.names.short_names,
+        Some(vec!["ctj".to_string(), "ctjs".to_string()])
+    );
+    let gvk = GroupVersionKind::gvk("triggers.changejob.dev", "v1alpha", "ChangeTriggeredJob");
+    let (_, caps) = discovery::pinned_kind(&fake.client(), &gvk)
+        .await
+        .expect("still served");
+    assert!(
+        caps.subresources
+            .iter()
+            .any(|(ar, _)| ar.plural == "status")
+    );
+}

@@ -140,7 +140,7 @@ fn fixture_dir() -> PathBuf {
 
 fn load(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Every complete ChangeTriggeredJob manifest of the API reference and the user guide, with

@@ -51,7 +51,7 @@ pub(crate) fn apply(
     };
     let force = query.flag("force");
     let mut applied: Value = serde_json::from_slice(body)
-        .or_else(|_| serde_yaml::from_slice(body))
+        .or_else(|_| serde_saphyr::from_slice(body))
         .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
     commit::check_type_meta(rt, &applied)?;
     commit::check_name_and_namespace(rt, path.namespace.as_deref(), name, &applied, false)?;

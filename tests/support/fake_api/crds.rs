@@ -88,15 +88,32 @@ fn established(crd: &Value) -> bool {
 /// Serves the kinds of stored CRDs and stops serving those of removed ones.
 pub(crate) fn reconcile(state: &mut State) -> bool {
     let mut progressed = false;
-    let crds: Vec<(ObjectKey, Value)> = state
+    // (key, served types, what establishing needs if not yet established); no whole-CRD clones,
+    // CRDs are big and this runs after every request.
+    type Pending = Option<(Value, Vec<Value>)>;
+    let crds: Vec<(ObjectKey, Vec<ResourceType>, Pending)> = state
         .objects
         .iter()
         .filter(|(k, s)| is_crd(k) && !is_deleting(&s.object))
-        .map(|(k, s)| (k.clone(), s.object.clone()))
+        .map(|(k, s)| {
+            let crd = &s.object;
+            let pending = (!established(crd)).then(|| {
+                let storage: Vec<Value> = crd["spec"]["versions"]
+                    .as_array()
+                    .map(|vs| {
+                        vs.iter()
+                            .filter(|v| v["storage"] == true)
+                            .map(|v| v["name"].clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (crd["spec"]["names"].clone(), storage)
+            });
+            (k.clone(), types_of(crd), pending)
+        })
         .collect();
-    for (key, crd) in &crds {
-        let types = types_of(crd);
-        if state.crd_types.get(&key.name) != Some(&types) {
+    for (key, types, pending) in &crds {
+        if state.crd_types.get(&key.name) != Some(types) {
             let previous = state
                 .crd_types
                 .insert(key.name.clone(), types.clone())
@@ -107,22 +124,12 @@ pub(crate) fn reconcile(state: &mut State) -> bool {
                     .unregister(&old.group, &old.version, &old.plural);
             }
             for t in types {
-                state.registry.register(t);
+                state.registry.register(t.clone());
             }
             progressed = true;
         }
-        if !established(crd) {
+        if let Some((names, storage)) = pending {
             let now = state.clock.now_rfc3339();
-            let names = crd["spec"]["names"].clone();
-            let storage: Vec<Value> = crd["spec"]["versions"]
-                .as_array()
-                .map(|vs| {
-                    vs.iter()
-                        .filter(|v| v["storage"] == true)
-                        .map(|v| v["name"].clone())
-                        .collect()
-                })
-                .unwrap_or_default();
             progressed |= controller_write(state, key, "kube-apiserver", "status", |o| {
                 o["status"] = json!({
                     "conditions": [
@@ -138,7 +145,7 @@ pub(crate) fn reconcile(state: &mut State) -> bool {
     let gone: Vec<String> = state
         .crd_types
         .keys()
-        .filter(|name| !crds.iter().any(|(k, _)| &k.name == *name))
+        .filter(|name| !crds.iter().any(|(k, _, _)| &k.name == *name))
         .cloned()
         .collect();
     for name in gone {

@@ -105,7 +105,7 @@ fn parse_body(req: &Incoming) -> Option<Value> {
         let apply =
             media::media_type(req.content_type.as_deref()) == "application/apply-patch+yaml";
         apply
-            .then(|| serde_yaml::from_slice(&req.body).ok())
+            .then(|| serde_saphyr::from_slice(&req.body).ok())
             .flatten()
     })
 }

@@ -77,7 +77,7 @@ pub(crate) fn patch(
             if kind == PatchKind::Merge {
                 merge_patch(&mut object, patch);
             } else {
-                strategic_merge(&mut object, patch, "");
+                strategic_merge(&mut object, patch);
             }
         }
         PatchKind::Apply => unreachable!("apply patches are handled above"),
@@ -166,7 +166,7 @@ fn without_directives(value: &Value) -> Value {
 
 /// Strategic merge patch: RFC 7386 plus keyed list merges, primitive set lists, and the
 /// `$patch: replace|delete`, `$deleteFromPrimitiveList/<field>` and `$retainKeys` directives.
-pub(crate) fn strategic_merge(target: &mut Value, patch: &Map<String, Value>, _field: &str) {
+pub(crate) fn strategic_merge(target: &mut Value, patch: &Map<String, Value>) {
     if patch.get("$patch").and_then(Value::as_str) == Some("replace") {
         *target = without_directives(&Value::Object(patch.clone()));
         return;
@@ -200,7 +200,7 @@ pub(crate) fn strategic_merge(target: &mut Value, patch: &Map<String, Value>, _f
                 map.remove(key);
             }
             Value::Object(inner) => {
-                strategic_merge(map.entry(key.clone()).or_insert(Value::Null), inner, key);
+                strategic_merge(map.entry(key.clone()).or_insert(Value::Null), inner);
             }
             Value::Array(items) => {
                 let merged = merge_list(map.get(key), key, items);
@@ -246,7 +246,7 @@ fn merge_list(current: Option<&Value>, field: &str, items: &[Value]) -> Value {
             .iter_mut()
             .find(|existing| id.is_some() && existing.get(key) == id)
         {
-            Some(existing) => strategic_merge(existing, patch, field),
+            Some(existing) => strategic_merge(existing, patch),
             None => list.push(without_directives(item)),
         }
     }

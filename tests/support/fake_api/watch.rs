@@ -170,10 +170,17 @@ pub(crate) fn start(
             ));
         }
     }
+    // `timeoutSeconds=0` (or none) means the server's own, long, request timeout.
     let timeout = match query.get("timeoutSeconds") {
-        Some(t) => Some(Duration::from_secs(t.parse::<u64>().map_err(|_| {
-            ApiError::bad_request(format!("invalid timeoutSeconds {t:?}"))
-        })?)),
+        Some(t) => match t.parse::<u64>() {
+            Ok(0) => None,
+            Ok(secs) => Some(Duration::from_secs(secs)),
+            Err(_) => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid timeoutSeconds {t:?}"
+                )));
+            }
+        },
         None => None,
     };
     let (tx, events) = unbounded_channel();

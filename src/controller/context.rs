@@ -1,0 +1,173 @@
+//! Everything a reconcile needs, shared by all reconciles of one leadership term.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::Client;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::Store;
+
+use super::watches::WatchHub;
+use crate::api::ChangeTriggeredJobStatus;
+use crate::config::Settings;
+use crate::detect::fingerprint::FingerprintKey;
+use crate::discovery::DiscoveryCache;
+use crate::metrics::Metrics;
+
+/// State shared by every controller of a leadership term.
+pub struct Shared {
+    /// API client.
+    pub client: Client,
+    /// Cached discovery.
+    pub discovery: Arc<DiscoveryCache>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Kubernetes Events.
+    pub recorder: Recorder,
+    /// Settings.
+    pub settings: Arc<Settings>,
+    /// The installation's fingerprint key.
+    pub key: FingerprintKey,
+    /// Shared watches of watched objects.
+    pub hub: WatchHub,
+    /// Time source.
+    pub clock: super::Clock,
+    /// Consecutive failed reconciles per CTJ UID, for backoff.
+    failures: Mutex<HashMap<String, u32>>,
+    /// The last status written per CTJ UID, in case the informer has not caught up yet.
+    written: Mutex<HashMap<String, ChangeTriggeredJobStatus>>,
+    /// When a pending change was first seen, per CTJ UID (for the latency metric).
+    first_pending: Mutex<HashMap<String, Instant>>,
+}
+
+/// Context of one controller (one reconcile scope).
+pub struct Context {
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    /// Jobs labelled with the owner label, in this controller's scope.
+    pub jobs: Store<Job>,
+}
+
+impl Shared {
+    /// Creates the shared state.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: Client,
+        discovery: Arc<DiscoveryCache>,
+        metrics: Metrics,
+        recorder: Recorder,
+        settings: Arc<Settings>,
+        key: FingerprintKey,
+        hub: WatchHub,
+        clock: super::Clock,
+    ) -> Self {
+        Shared {
+            client,
+            discovery,
+            metrics,
+            recorder,
+            settings,
+            key,
+            hub,
+            clock,
+            failures: Mutex::default(),
+            written: Mutex::default(),
+            first_pending: Mutex::default(),
+        }
+    }
+
+    /// Records a failure and returns how long to wait before retrying (1s doubling up to
+    /// `cap`).
+    pub fn backoff(&self, uid: &str, cap: Duration) -> Duration {
+        let attempt = self
+            .failures
+            .lock()
+            .map(|mut f| {
+                let n = f.entry(uid.to_string()).or_insert(0);
+                *n = n.saturating_add(1);
+                *n
+            })
+            .unwrap_or(1);
+        let secs = 1u64
+            .checked_shl(attempt.saturating_sub(1).min(20))
+            .unwrap_or(u64::MAX);
+        Duration::from_secs(secs).min(cap)
+    }
+
+    /// Clears the failure count after a clean reconcile.
+    pub fn succeeded(&self, uid: &str) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(uid);
+        }
+    }
+
+    /// The status to start from: the informer's, unless we wrote a newer one it has not
+    /// delivered yet (the trigger sequence only grows).
+    pub fn freshest_status(
+        &self,
+        uid: &str,
+        from_informer: Option<&ChangeTriggeredJobStatus>,
+    ) -> ChangeTriggeredJobStatus {
+        let informer = from_informer.cloned().unwrap_or_default();
+        let Ok(written) = self.written.lock() else {
+            return informer;
+        };
+        match written.get(uid) {
+            Some(ours)
+                if ours.trigger_sequence.unwrap_or(0) > informer.trigger_sequence.unwrap_or(0) =>
+            {
+                ours.clone()
+            }
+            _ => informer,
+        }
+    }
+
+    /// Remembers the status just written.
+    pub fn wrote_status(&self, uid: &str, status: &ChangeTriggeredJobStatus) {
+        if let Ok(mut written) = self.written.lock() {
+            written.insert(uid.to_string(), status.clone());
+        }
+    }
+
+    /// Forgets a deleted CTJ.
+    pub fn forget(&self, uid: &str) {
+        for map in [&self.failures] {
+            if let Ok(mut m) = map.lock() {
+                m.remove(uid);
+            }
+        }
+        if let Ok(mut m) = self.written.lock() {
+            m.remove(uid);
+        }
+        if let Ok(mut m) = self.first_pending.lock() {
+            m.remove(uid);
+        }
+    }
+
+    /// Tracks when a CTJ's pending change was first seen (at the latest, when this reconcile
+    /// started); returns the time since then when `triggered`.
+    pub fn pending_since(
+        &self,
+        uid: &str,
+        pending: bool,
+        triggered: bool,
+        started: Instant,
+    ) -> Option<Duration> {
+        let Ok(mut m) = self.first_pending.lock() else {
+            return None;
+        };
+        if triggered {
+            return Some(m.remove(uid).unwrap_or(started).elapsed());
+        }
+        if pending {
+            m.entry(uid.to_string()).or_insert(started);
+        } else {
+            m.remove(uid);
+        }
+        None
+    }
+}

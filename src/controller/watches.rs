@@ -1,0 +1,417 @@
+//! Shared metadata-only watches that wake a ChangeTriggeredJob when an object it watches
+//! changes.
+//!
+//! One watch runs per (kind, namespace) — or per kind for cluster-scoped kinds — however many
+//! CTJs look at objects there. It carries only metadata (`PartialObjectMeta`), so a namespace
+//! with thousands of big ConfigMaps costs little memory. For each watched object the hub
+//! remembers the last resourceVersion it saw; the reconciler reuses its last fingerprint while
+//! that version is unchanged, so the steady state needs no GET per object. A relist that
+//! replays an object with the same resourceVersion wakes nobody.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use kube::Client;
+use kube::api::{Api, DynamicObject};
+use kube::core::error_boundary::DeserializeGuard;
+use kube::core::{ApiResource, PartialObjectMeta};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher::{self, Event, watcher};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::ChangeTriggeredJob;
+use crate::detect::fingerprint::Fingerprint;
+
+/// One watch stream: a resource type, in one namespace or cluster-wide.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamKey {
+    /// API group.
+    pub group: String,
+    /// API version.
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+    /// Plural resource name.
+    pub plural: String,
+    /// Namespace, or `None` for cluster-scoped kinds.
+    pub namespace: Option<String>,
+}
+
+impl StreamKey {
+    /// The stream for objects of `resource` in `namespace`.
+    pub fn new(resource: &ApiResource, namespace: Option<&str>) -> Self {
+        StreamKey {
+            group: resource.group.clone(),
+            version: resource.version.clone(),
+            kind: resource.kind.clone(),
+            plural: resource.plural.clone(),
+            namespace: namespace.map(str::to_string),
+        }
+    }
+
+    fn api_resource(&self) -> ApiResource {
+        let api_version = if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        };
+        ApiResource {
+            group: self.group.clone(),
+            version: self.version.clone(),
+            api_version,
+            kind: self.kind.clone(),
+            plural: self.plural.clone(),
+        }
+    }
+}
+
+/// One watched object.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    /// Its stream.
+    pub stream: StreamKey,
+    /// Its name.
+    pub name: String,
+}
+
+/// What the hub last saw of an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// It exists with this resourceVersion.
+    Present(String),
+    /// It does not exist (the stream is synced and has no such object).
+    Absent,
+}
+
+/// How the hub names a ChangeTriggeredJob (the controller's object type wraps it in a
+/// `DeserializeGuard`).
+pub type CtjRef = ObjectRef<DeserializeGuard<ChangeTriggeredJob>>;
+
+#[derive(Default)]
+struct StreamState {
+    /// The watch has listed at least once and is currently healthy.
+    synced: bool,
+    /// resourceVersion of every object the stream has (metadata only: a few bytes each).
+    objects: HashMap<String, String>,
+    /// Names seen in the relist under way (to detect deletions missed while disconnected).
+    relisting: Option<HashSet<String>>,
+    task: Option<CancellationToken>,
+}
+
+#[derive(Default)]
+struct HubState {
+    streams: HashMap<StreamKey, StreamState>,
+    interest: HashMap<ObjectKey, HashSet<CtjRef>>,
+    per_ctj: HashMap<CtjRef, HashSet<ObjectKey>>,
+    /// Fingerprint cache: (object, fields, key id) → (resourceVersion, fingerprint).
+    fingerprints: HashMap<(ObjectKey, Vec<String>, String), (String, Fingerprint)>,
+}
+
+/// Where wake-ups go: a sender per reconcile scope (all namespaces, or one namespace).
+#[derive(Clone, Default)]
+pub struct WakeRoutes {
+    routes: Vec<(Option<String>, UnboundedSender<CtjRef>)>,
+}
+
+impl WakeRoutes {
+    /// Routes CTJs in `namespace` (or all, for `None`) to `sender`.
+    pub fn add(&mut self, namespace: Option<String>, sender: UnboundedSender<CtjRef>) {
+        self.routes.push((namespace, sender));
+    }
+
+    fn wake(&self, ctj: &CtjRef) {
+        for (scope, sender) in &self.routes {
+            if scope.is_none() || scope.as_deref() == ctj.namespace.as_deref() {
+                // A closed receiver means that controller is shutting down.
+                let _ = sender.send(ctj.clone());
+            }
+        }
+    }
+}
+
+/// The shared watches of one leadership term.
+#[derive(Clone)]
+pub struct WatchHub {
+    client: Client,
+    state: Arc<Mutex<HubState>>,
+    routes: WakeRoutes,
+    shutdown: CancellationToken,
+}
+
+impl WatchHub {
+    /// A hub whose watches stop when `shutdown` is cancelled.
+    pub fn new(client: Client, routes: WakeRoutes, shutdown: CancellationToken) -> Self {
+        WatchHub {
+            client,
+            state: Arc::default(),
+            routes,
+            shutdown,
+        }
+    }
+
+    /// Declares the complete set of objects `ctj` watches, starting and stopping watch streams
+    /// as needed.
+    pub fn set_interest(&self, ctj: &CtjRef, objects: HashSet<ObjectKey>) {
+        let mut to_start = Vec::new();
+        {
+            let Ok(mut state) = self.state.lock() else {
+                return;
+            };
+            let old = state.per_ctj.remove(ctj).unwrap_or_default();
+            for key in old.difference(&objects) {
+                state.drop_interest(key, ctj);
+            }
+            for key in objects.difference(&old) {
+                state
+                    .interest
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(ctj.clone());
+                if !state.streams.contains_key(&key.stream) {
+                    let token = self.shutdown.child_token();
+                    state.streams.insert(
+                        key.stream.clone(),
+                        StreamState {
+                            task: Some(token.clone()),
+                            ..StreamState::default()
+                        },
+                    );
+                    to_start.push((key.stream.clone(), token));
+                }
+            }
+            if !objects.is_empty() {
+                state.per_ctj.insert(ctj.clone(), objects);
+            }
+            state.stop_unused_streams();
+        }
+        for (stream, token) in to_start {
+            self.spawn_stream(stream, token);
+        }
+    }
+
+    /// Forgets a deleted CTJ.
+    pub fn forget(&self, ctj: &CtjRef) {
+        self.set_interest(ctj, HashSet::new());
+    }
+
+    /// CTJs with declared interest.
+    pub fn known_ctjs(&self) -> Vec<CtjRef> {
+        self.state
+            .lock()
+            .map(|s| s.per_ctj.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Number of distinct watched objects.
+    pub fn watched_objects(&self) -> usize {
+        self.state.lock().map(|s| s.interest.len()).unwrap_or(0)
+    }
+
+    /// Number of running watch streams.
+    pub fn streams(&self) -> usize {
+        self.state.lock().map(|s| s.streams.len()).unwrap_or(0)
+    }
+
+    /// What the hub knows of an object, if its stream is synced.
+    pub fn seen(&self, key: &ObjectKey) -> Option<Seen> {
+        let state = self.state.lock().ok()?;
+        let stream = state.streams.get(&key.stream).filter(|s| s.synced)?;
+        Some(match stream.objects.get(&key.name) {
+            Some(rv) => Seen::Present(rv.clone()),
+            None => Seen::Absent,
+        })
+    }
+
+    /// The cached fingerprint of an object at `resource_version`, for `fields` and `key_id`.
+    pub fn cached_fingerprint(
+        &self,
+        key: &ObjectKey,
+        fields: &[String],
+        key_id: &str,
+        resource_version: &str,
+    ) -> Option<Fingerprint> {
+        let state = self.state.lock().ok()?;
+        let (rv, fp) =
+            state
+                .fingerprints
+                .get(&(key.clone(), fields.to_vec(), key_id.to_string()))?;
+        (rv == resource_version).then(|| fp.clone())
+    }
+
+    /// Remembers the fingerprint of an object at `resource_version`.
+    pub fn remember_fingerprint(
+        &self,
+        key: &ObjectKey,
+        fields: &[String],
+        key_id: &str,
+        resource_version: &str,
+        fingerprint: &Fingerprint,
+    ) {
+        if let Ok(mut state) = self.state.lock() {
+            if !state.interest.contains_key(key) {
+                return;
+            }
+            state.fingerprints.insert(
+                (key.clone(), fields.to_vec(), key_id.to_string()),
+                (resource_version.to_string(), fingerprint.clone()),
+            );
+        }
+    }
+
+    fn spawn_stream(&self, stream: StreamKey, token: CancellationToken) {
+        let resource = stream.api_resource();
+        // `Api<PartialObjectMeta<_>>` makes metadata-only requests.
+        let api: Api<PartialObjectMeta<DynamicObject>> = match &stream.namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
+            None => Api::all_with(self.client.clone(), &resource),
+        };
+        let hub = self.clone();
+        tokio::spawn(async move {
+            let events = watcher(api, watcher::Config::default()).default_backoff();
+            let mut events = std::pin::pin!(events);
+            loop {
+                let next = tokio::select! {
+                    () = token.cancelled() => break,
+                    next = events.next() => next,
+                };
+                match next {
+                    Some(Ok(event)) => hub.apply(&stream, event),
+                    Some(Err(error)) => {
+                        tracing::warn!(kind = %stream.kind, namespace = ?stream.namespace, %error,
+                            "watch failed; falling back to reading objects on every reconcile until it recovers");
+                        hub.mark_unsynced(&stream);
+                    }
+                    None => break,
+                }
+            }
+        });
+    }
+
+    fn mark_unsynced(&self, stream: &StreamKey) {
+        if let Ok(mut state) = self.state.lock()
+            && let Some(s) = state.streams.get_mut(stream)
+        {
+            s.synced = false;
+        }
+    }
+
+    fn apply(&self, stream: &StreamKey, event: Event<PartialObjectMeta<DynamicObject>>) {
+        let mut wake: BTreeMap<String, HashSet<CtjRef>> = BTreeMap::new();
+        {
+            let Ok(mut state) = self.state.lock() else {
+                return;
+            };
+            match event {
+                Event::Init => {
+                    if let Some(s) = state.streams.get_mut(stream) {
+                        s.relisting = Some(HashSet::new());
+                    }
+                }
+                Event::InitApply(object) | Event::Apply(object) => {
+                    let Some(name) = object.metadata.name.clone() else {
+                        return;
+                    };
+                    if let Some(listed) = state
+                        .streams
+                        .get_mut(stream)
+                        .and_then(|s| s.relisting.as_mut())
+                    {
+                        listed.insert(name.clone());
+                    }
+                    let rv = object.metadata.resource_version.clone().unwrap_or_default();
+                    state.observe(stream, &name, Some(rv), &mut wake);
+                }
+                Event::Delete(object) => {
+                    let Some(name) = object.metadata.name.clone() else {
+                        return;
+                    };
+                    state.observe(stream, &name, None, &mut wake);
+                }
+                Event::InitDone => {
+                    let Some(s) = state.streams.get_mut(stream) else {
+                        return;
+                    };
+                    s.synced = true;
+                    if let Some(listed) = s.relisting.take() {
+                        // Objects the relist did not return were deleted while the watch was
+                        // down.
+                        let gone: Vec<String> = s
+                            .objects
+                            .keys()
+                            .filter(|n| !listed.contains(*n))
+                            .cloned()
+                            .collect();
+                        for name in gone {
+                            state.observe(stream, &name, None, &mut wake);
+                        }
+                    }
+                }
+            }
+        }
+        for ctjs in wake.values() {
+            for ctj in ctjs {
+                self.routes.wake(ctj);
+            }
+        }
+    }
+}
+
+impl HubState {
+    /// Records the resourceVersion (`None` = deleted) the stream reports for `name`; CTJs
+    /// interested in it are woken when it moved. A replay with the same version wakes nobody.
+    fn observe(
+        &mut self,
+        stream: &StreamKey,
+        name: &str,
+        rv: Option<String>,
+        wake: &mut BTreeMap<String, HashSet<CtjRef>>,
+    ) {
+        let Some(state) = self.streams.get_mut(stream) else {
+            return;
+        };
+        let before = match &rv {
+            Some(rv) => state.objects.insert(name.to_string(), rv.clone()),
+            None => state.objects.remove(name),
+        };
+        if before == rv {
+            return;
+        }
+        let key = ObjectKey {
+            stream: stream.clone(),
+            name: name.to_string(),
+        };
+        if let Some(ctjs) = self.interest.get(&key) {
+            wake.entry(name.to_string())
+                .or_default()
+                .extend(ctjs.iter().cloned());
+        }
+    }
+
+    fn drop_interest(&mut self, key: &ObjectKey, ctj: &CtjRef) {
+        if let Some(set) = self.interest.get_mut(key) {
+            set.remove(ctj);
+            if set.is_empty() {
+                self.interest.remove(key);
+                self.fingerprints.retain(|(k, _, _), _| k != key);
+            }
+        }
+    }
+
+    fn stop_unused_streams(&mut self) {
+        let used: HashSet<&StreamKey> = self.interest.keys().map(|k| &k.stream).collect();
+        let unused: Vec<StreamKey> = self
+            .streams
+            .keys()
+            .filter(|s| !used.contains(s))
+            .cloned()
+            .collect();
+        for stream in unused {
+            if let Some(task) = self.streams.remove(&stream).and_then(|s| s.task) {
+                task.cancel();
+            }
+        }
+    }
+}
