@@ -81,8 +81,10 @@ async fn every_manifest_from_the_documentation_is_admitted() {
 async fn mutation_fills_defaults_and_stamps_changed_at() {
     let h = harness::start().await;
     let mut object = base_ctj("defaults");
-    if let Some(r) = object["spec"]["resources"].as_array_mut() {
-        r.push(json!({ "apiVersion": "v1", "kind": "Secret", "name": "s", "namespace": "default", "fields": [] }));
+    if let Some(resources) = object["spec"]["resources"].as_array_mut() {
+        resources.push(json!({
+            "apiVersion": "v1", "kind": "Secret", "name": "s", "namespace": "default", "fields": []
+        }));
     }
     let admitted = h.create(&object).await;
     assert!(admitted.allowed(), "{}", admitted.message());

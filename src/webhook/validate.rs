@@ -144,6 +144,7 @@ fn check_history(spec: &mut Map<String, Value>, violations: &mut Vec<Violation>)
             }
             Some(h) if i32::try_from(h).is_ok() => return,
             Some(h) => format!("{h} is too large; the most is {}", i32::MAX),
+            None if n.is_u64() => format!("{n} is too large; the most is {}", i32::MAX),
             None => format!("{n} is not a whole number; write how many Jobs to keep, at least 1"),
         },
         Some(other) => format!(
@@ -403,6 +404,8 @@ mod tests {
         o["spec"]["history"] = json!(2.5);
         assert!(one_problem(&o).starts_with("spec.history: 2.5 is not a whole number"));
         o["spec"]["history"] = json!(1_u64 << 40);
+        assert!(one_problem(&o).contains("too large"));
+        o["spec"]["history"] = json!(u64::MAX);
         assert!(one_problem(&o).contains("too large"));
     }
 

@@ -10,14 +10,12 @@ use rustls::ServerConfig;
 use super::CertError;
 use super::tls::config_from_pem;
 
-/// A server configuration with a fresh self-signed certificate for `names`.
+/// A server configuration with a fresh self-signed certificate for `names` (names rcgen
+/// refuses are replaced by `localhost`: a placeholder must never keep the server from starting).
 pub fn self_signed_config(names: &[String]) -> Result<Arc<ServerConfig>, CertError> {
-    let names = if names.is_empty() {
-        vec!["localhost".to_string()]
-    } else {
-        names.to_vec()
-    };
-    let certified = rcgen::generate_simple_self_signed(names)
+    let usable: Vec<String> = names.iter().filter(|n| !n.is_empty()).cloned().collect();
+    let certified = rcgen::generate_simple_self_signed(usable)
+        .or_else(|_| rcgen::generate_simple_self_signed(vec!["localhost".to_string()]))
         .map_err(|e| CertError::Issue(format!("self-signed certificate: {e}")))?;
     config_from_pem(
         certified.cert.pem().as_bytes(),
@@ -37,6 +35,7 @@ mod tests {
     #[test]
     fn builds_without_names() {
         assert!(self_signed_config(&[]).is_ok());
+        assert!(self_signed_config(&[String::new(), "bad name\u{0}".to_string()]).is_ok());
         assert!(in_memory(&["kube-changejob-metrics".to_string()]).is_ok());
     }
 }

@@ -70,27 +70,32 @@ pub async fn keep_reloaded(
     let mut loaded = loaded;
     // The last pair we tried, good or bad, so a broken pair is reported once, not every poll.
     let mut seen = loaded;
+    // Whether "cannot read" was already reported since the files were last readable.
+    let mut unreadable_reported = false;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
         }
         match try_reload(&dir, &tls, loaded, seen).await {
-            Reload::Unchanged => {}
+            Reload::Unchanged => unreadable_reported = false,
             Reload::Loaded(d) => {
+                unreadable_reported = false;
                 loaded = Some(d);
                 seen = Some(d);
                 ready.send_replace(true);
                 tracing::info!(dir = %dir.display(), "reloaded the webhook certificate from files");
             }
             Reload::Broken(d, e) => {
+                unreadable_reported = false;
                 seen = Some(d);
                 tracing::error!(dir = %dir.display(), error = %e,
                     "the new certificate files cannot be used; still serving the previous certificate");
             }
             Reload::Unreadable(e) => {
-                if seen.is_some() || loaded.is_none() {
+                if !unreadable_reported {
                     tracing::warn!(dir = %dir.display(), error = %e, "cannot read the certificate files");
+                    unreadable_reported = true;
                 }
                 seen = None;
             }
