@@ -12,17 +12,11 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tower::Service;
+use std::path::PathBuf;
 
 use support::fake_api::FakeApi;
+use support::fake_api::http::{serve_http, write_kubeconfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,50 +25,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .unwrap_or_else(|| "127.0.0.1:18080".into())
         .parse()?;
-    let kubeconfig = args.next().unwrap_or_else(|| "fake.kubeconfig".into());
+    let kubeconfig = PathBuf::from(args.next().unwrap_or_else(|| "fake.kubeconfig".into()));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{local}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\ncurrent-context: fake\nusers:\n- name: fake\n  user:\n    token: fake\n"
-        ),
-    )?;
+    write_kubeconfig(&kubeconfig, local)?;
     let fake = FakeApi::new();
     fake.create_namespace("kube-changejob-system");
-    fake.put(&serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "fake-node-1", "labels": {"kubernetes.io/hostname": "fake-node-1"}}}));
-    eprintln!("fake API server on http://{local}; kubeconfig written to {kubeconfig}");
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let fake = fake.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request: hyper::Request<Incoming>| {
-                let mut fake = fake.clone();
-                async move {
-                    let (parts, body) = request.into_parts();
-                    let bytes = body
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    let request =
-                        hyper::Request::from_parts(parts, kube::client::Body::from(bytes));
-                    match fake.call(request).await {
-                        Ok(response) => Ok::<_, Infallible>(response.map(|b| b.boxed_unsync())),
-                        Err(e) => Ok(hyper::Response::builder()
-                            .status(502)
-                            .body(
-                                http_body_util::Full::new(bytes::Bytes::from(e.to_string()))
-                                    .map_err(|never| match never {})
-                                    .boxed_unsync(),
-                            )
-                            .unwrap_or_default()),
-                    }
-                }
-            });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    fake.put(&serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "fake-node-1"}}));
+    eprintln!(
+        "fake API server on http://{local}; kubeconfig written to {}",
+        kubeconfig.display()
+    );
+    serve_http(fake, listener).await;
+    Ok(())
 }

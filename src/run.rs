@@ -89,6 +89,17 @@ pub fn main(overrides: Overrides) -> ExitCode {
 
 /// Runs until SIGTERM/SIGINT, then shuts down in order.
 pub async fn run(settings: Arc<Settings>) -> Result<(), RunError> {
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+    run_until(settings, shutdown).await
+}
+
+/// Runs until `shutdown` is cancelled (or a component fails), then: stops reconciling,
+/// releases the Lease, drains in-flight admission and metrics requests, and returns.
+pub async fn run_until(
+    settings: Arc<Settings>,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
     info!(
         version = env!("CARGO_PKG_VERSION"),
         identity = %settings.pod_name,
@@ -99,15 +110,23 @@ pub async fn run(settings: Arc<Settings>) -> Result<(), RunError> {
     // The elector has its own client, so reconcile traffic queued behind the shared rate limit
     // can never delay a Lease renewal into a lost leadership.
     let lease_client = build_client(&settings).await?;
+    run_with_clients(settings, client, lease_client, shutdown).await
+}
+
+/// [`run_until`] with the API clients given: `client` for everything but the Lease, which
+/// `lease_client` renews.
+pub async fn run_with_clients(
+    settings: Arc<Settings>,
+    client: kube::Client,
+    lease_client: kube::Client,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
     let metrics = Metrics::new()?;
     let discovery = Arc::new(DiscoveryCache::new(
         client.clone(),
         Duration::from_secs(2),
         Duration::from_secs(600),
     ));
-
-    let shutdown = CancellationToken::new();
-    spawn_signal_handler(shutdown.clone());
 
     // Servers stop last, after reconciling stopped and the Lease was released.
     let servers = CancellationToken::new();

@@ -181,12 +181,6 @@ pub fn conditions(previous: &[Condition], health: &Health<'_>, now: Timestamp) -
                 health.cooldown_text
             ),
         ),
-        (_, Some((job, JobState::Active))) => make(
-            types::PROGRESSING,
-            true,
-            reasons::JOB_ACTIVE,
-            format!("Job {job} is running"),
-        ),
         (Decision::Suspended { pending }, _) => make(
             types::PROGRESSING,
             false,
@@ -198,6 +192,14 @@ pub fn conditions(previous: &[Condition], health: &Health<'_>, now: Timestamp) -
             false,
             reasons::WAITING_FOR_ALL,
             format!("{pending} of {of} watched objects changed; condition All waits for every one"),
+        ),
+        // A running Job is reported after the trigger pipeline's own state, which is what users
+        // debug when a Job does not appear (e.g. All still waiting for some objects).
+        (_, Some((job, JobState::Active))) => make(
+            types::PROGRESSING,
+            true,
+            reasons::JOB_ACTIVE,
+            format!("Job {job} is running"),
         ),
         _ => make(
             types::PROGRESSING,
@@ -341,6 +343,17 @@ mod tests {
         h.last_job = Some(("cw-abc", JobState::Active));
         let c = conditions(&[], &h, t(0));
         assert_eq!(find(&c, types::PROGRESSING).reason, reasons::JOB_ACTIVE);
+    }
+
+    #[test]
+    fn waiting_for_all_is_shown_even_while_the_last_job_runs() {
+        let mut h = health(&[], &Decision::Waiting { pending: 1, of: 3 });
+        h.last_job = Some(("cw-abc", JobState::Active));
+        let c = conditions(&[], &h, t(0));
+        assert_eq!(
+            find(&c, types::PROGRESSING).reason,
+            reasons::WAITING_FOR_ALL
+        );
     }
 
     #[test]

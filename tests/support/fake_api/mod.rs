@@ -54,6 +54,7 @@ mod discovery;
 mod dispatch;
 mod faults;
 mod gc;
+pub mod http;
 mod jobs;
 mod managed_fields;
 mod media;
