@@ -9,7 +9,7 @@ use serde_json::Value;
 use sha2::Sha256;
 use std::fmt;
 
-use super::canonical::to_canonical_string;
+use super::canonical::{Sink, write_canonical};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -56,10 +56,11 @@ impl FingerprintKey {
 
     /// Fingerprint of the given selected content.
     pub fn fingerprint(&self, content: &Value) -> Fingerprint {
-        Fingerprint(mac_hex(
-            &self.bytes,
-            to_canonical_string(content).as_bytes(),
-        ))
+        let Ok(mut mac) = HmacSha256::new_from_slice(&self.bytes) else {
+            return Fingerprint(String::new());
+        };
+        write_canonical(content, &mut MacSink(&mut mac));
+        Fingerprint(hex(&mac.finalize().into_bytes()))
     }
 }
 
@@ -71,16 +72,30 @@ impl fmt::Debug for FingerprintKey {
     }
 }
 
+/// Feeds canonical JSON straight into the MAC.
+struct MacSink<'a>(&'a mut HmacSha256);
+
+impl Sink for MacSink<'_> {
+    fn push(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
 fn mac_hex(key: &[u8], message: &[u8]) -> String {
     // HMAC accepts keys of any length, so new_from_slice cannot fail here.
     let Ok(mut mac) = HmacSha256::new_from_slice(key) else {
         return String::new();
     };
     mac.update(message);
-    let digest = mac.finalize().into_bytes();
-    let mut out = String::with_capacity(64);
-    for byte in digest {
-        out.push_str(&format!("{byte:02x}"));
+    hex(&mac.finalize().into_bytes())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xF)]));
     }
     out
 }
@@ -148,10 +163,20 @@ mod tests {
     }
 
     #[test]
+    fn streamed_fingerprint_equals_the_mac_of_the_canonical_text() {
+        let v = json!({"b": [1, 2.0, "x\ny"], "a": {"z": null, "y": true}});
+        let text = crate::detect::canonical::to_canonical_string(&v);
+        assert_eq!(key(7).fingerprint(&v).0, mac_hex(&[7; 32], text.as_bytes()));
+    }
+
+    #[test]
     fn fingerprint_is_not_the_plain_sha256() {
         use sha2::Digest;
         let v = json!({"a": 1});
-        let plain = format!("{:x}", Sha256::digest(to_canonical_string(&v).as_bytes()));
+        let plain = format!(
+            "{:x}",
+            Sha256::digest(crate::detect::canonical::to_canonical_string(&v).as_bytes())
+        );
         assert_ne!(key(1).fingerprint(&v).0, plain);
     }
 
@@ -216,7 +241,7 @@ mod tests {
 
         #[test]
         fn canonical_form_reparses_to_the_same_value(v in arb_json()) {
-            let text = to_canonical_string(&v);
+            let text = crate::detect::canonical::to_canonical_string(&v);
             let back: Value = serde_json::from_str(&text).unwrap_or(Value::Bool(false));
             prop_assert_eq!(back, v);
         }
