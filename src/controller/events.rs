@@ -12,6 +12,7 @@ use kube::api::{Api, PostParams};
 use kube::{Client, Resource, ResourceExt};
 
 use crate::api::ChangeTriggeredJob;
+use crate::detect::conditions::shorten;
 
 /// Reporting controller name on every event.
 pub const REPORTING_CONTROLLER: &str = "kube-changejob";
@@ -83,7 +84,7 @@ impl EventPublisher {
             event_time: Some(MicroTime(now)),
             action: Some(action),
             reason: Some(reason),
-            note: Some(truncate(note)),
+            note: Some(shorten(note, MAX_NOTE)),
             regarding: Some(ctj.object_ref(&())),
             related,
             reporting_controller: Some(REPORTING_CONTROLLER.to_string()),
@@ -104,18 +105,6 @@ impl EventPublisher {
     }
 }
 
-fn truncate(mut note: String) -> String {
-    if note.len() > MAX_NOTE {
-        let mut cut = MAX_NOTE - 3;
-        while !note.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        note.truncate(cut);
-        note.push_str("...");
-    }
-    note
-}
-
 /// A reference to a Job for `related`.
 pub fn job_reference(namespace: &str, name: &str, uid: Option<String>) -> ObjectReference {
     ObjectReference {
@@ -134,9 +123,9 @@ mod tests {
 
     #[test]
     fn long_notes_are_cut_on_a_char_boundary() {
-        let cut = truncate("é".repeat(2000));
+        let cut = shorten("é".repeat(2000), MAX_NOTE);
         assert!(cut.len() <= MAX_NOTE);
         assert!(cut.ends_with("..."));
-        assert_eq!(truncate("short".into()), "short");
+        assert_eq!(shorten("short".into(), MAX_NOTE), "short");
     }
 }

@@ -117,7 +117,7 @@ pub fn conditions(previous: &[Condition], health: &Health<'_>, now: Timestamp) -
             type_: type_.to_string(),
             status,
             reason: reason.to_string(),
-            message: truncate(message),
+            message: shorten(message, MAX_MESSAGE),
             observed_generation: health.generation,
             last_transition_time,
         }
@@ -233,9 +233,11 @@ fn names(changed: &[super::trigger::WatchedObject]) -> String {
         .join(", ")
 }
 
-fn truncate(mut message: String) -> String {
-    if message.len() > MAX_MESSAGE {
-        let mut cut = MAX_MESSAGE - 3;
+/// Cuts `message` to at most `max` bytes on a character boundary, ending it with "..." when
+/// cut (Kubernetes rejects condition messages over 32 KiB and event notes over 1 KiB).
+pub fn shorten(mut message: String, max: usize) -> String {
+    if message.len() > max {
+        let mut cut = max.saturating_sub(3);
         while !message.is_char_boundary(cut) {
             cut -= 1;
         }
