@@ -816,3 +816,37 @@ async fn every_job_created_gets_its_own_event_naming_it() {
         assert_eq!(event["type"], "Normal");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn kinds_without_watch_are_read_on_every_reconcile() {
+    let h = Harness::start_with(|s| s.poll_interval = Duration::from_secs(10)).await;
+    h.fake.register(
+        support::fake_api::ResourceType::namespaced(
+            "metrics.example.com",
+            "v1",
+            "Sample",
+            "samples",
+        )
+        .with_verbs(&["get"]),
+    );
+    h.fake.put(&json!({"apiVersion": "metrics.example.com/v1", "kind": "Sample", "metadata": {"name": "s", "namespace": NS}, "value": 1}));
+    h.create_ctj(&ctj(
+        "polled",
+        vec![resource("metrics.example.com/v1", "Sample", Some(NS), "s")],
+    ))
+    .await;
+    h.observed("polled", 1).await;
+    h.wait(3 * SEC).await;
+    assert_eq!(
+        h.fake.count(Verb::List, "samples") + h.fake.count(Verb::Watch, "samples"),
+        0,
+        "no watch on a kind that does not support it"
+    );
+    h.fake.put(&json!({"apiVersion": "metrics.example.com/v1", "kind": "Sample", "metadata": {"name": "s", "namespace": NS}, "value": 2}));
+    // Noticed by the next resync, without a watch.
+    h.expect_jobs("polled", 1, 15 * SEC).await;
+    assert_eq!(
+        h.condition("polled", "Degraded").map(|c| c.0),
+        Some("False".into())
+    );
+}

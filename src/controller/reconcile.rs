@@ -151,9 +151,18 @@ async fn reconcile_ctj(
     for (index, reference) in spec.resources.iter().enumerate() {
         resolved.push(observe::resolve(shared, index, reference).await);
     }
+    // Kinds that cannot be listed and watched (some aggregated APIs) are read on every
+    // reconcile instead of through a shared watch.
+    let watchable = |verbs: &[String]| {
+        ["list", "watch"]
+            .iter()
+            .all(|v| verbs.iter().any(|x| x == v))
+    };
     let interest: HashSet<_> = resolved
         .iter()
-        .filter_map(|r| r.target.as_ref().map(|(_, key, _)| key.clone()))
+        .filter_map(|r| r.target.as_ref())
+        .filter(|(info, _, _)| watchable(&info.verbs))
+        .map(|(_, key, _)| key.clone())
         .collect();
     shared.hub.set_interest(&ctj_ref, interest);
     shared
