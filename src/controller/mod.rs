@@ -3,6 +3,7 @@
 //! reconcile scope (all namespaces, or each configured namespace), and is dropped at once when
 //! leadership is lost.
 
+mod act;
 mod context;
 mod error;
 mod events;
@@ -10,6 +11,8 @@ mod jobs;
 pub mod key;
 mod observe;
 mod reconcile;
+mod report;
+mod round;
 pub mod watches;
 
 use std::sync::Arc;

@@ -1,9 +1,14 @@
-//! Observing one watched object: resolve its kind, read it (or reuse the fingerprint of the
-//! same resourceVersion), and fingerprint the selected content.
+//! Observing watched objects: resolve each kind, declare them to the shared watches, read
+//! each (or reuse the fingerprint of the same resourceVersion), and fingerprint the selected
+//! content.
 
+use std::collections::HashSet;
+
+use futures::StreamExt;
 use kube::api::{Api, DynamicObject};
 
 use super::context::Shared;
+use super::round::Round;
 use super::watches::{ObjectKey, Seen, StreamKey};
 use crate::api::ResourceReference;
 use crate::detect::conditions::{Problem, ProblemScope, reasons};
@@ -194,4 +199,50 @@ pub async fn observe(
             )
         }
     }
+}
+
+/// How many watched objects of one CTJ are read at the same time.
+const OBSERVE_CONCURRENCY: usize = 4;
+
+/// Observes every spec entry of the round's CTJ, in spec order; problems go to the round.
+pub async fn observe_all(round: &mut Round<'_>) -> Vec<(WatchedObject, Observation)> {
+    let shared = round.shared();
+    let mut resolved = Vec::with_capacity(round.ctj.spec.resources.len());
+    for (index, reference) in round.ctj.spec.resources.iter().enumerate() {
+        resolved.push(resolve(shared, index, reference).await);
+    }
+    // Declare interest before reading, so the watches report on exactly these objects. Kinds
+    // that cannot be listed and watched (some aggregated APIs) are read on every reconcile.
+    let watchable = |verbs: &[String]| {
+        ["list", "watch"]
+            .iter()
+            .all(|v| verbs.iter().any(|x| x == v))
+    };
+    let interest: HashSet<_> = resolved
+        .iter()
+        .filter_map(|r| r.target.as_ref())
+        .filter(|(info, _, _)| watchable(&info.verbs))
+        .map(|(_, key, _)| key.clone())
+        .collect();
+    shared.hub.set_interest(&round.watch_ref(), interest);
+    shared
+        .metrics
+        .watched_objects
+        .set(i64::try_from(shared.hub.watched_objects()).unwrap_or(i64::MAX));
+
+    let reads: Vec<_> = resolved
+        .iter()
+        .enumerate()
+        .map(|(index, r)| observe(shared, index, r))
+        .collect();
+    let observations: Vec<(Observation, Option<Problem>)> = futures::stream::iter(reads)
+        .buffered(OBSERVE_CONCURRENCY)
+        .collect()
+        .await;
+    let mut observed = Vec::with_capacity(observations.len());
+    for (r, (observation, problem)) in resolved.iter().zip(observations) {
+        observed.push((r.object.clone(), observation));
+        round.problems.extend(problem);
+    }
+    observed
 }
