@@ -336,7 +336,7 @@ def check_invariants(report, scenario, docs, values, namespace, crd_text):
         one(report, docs, "ServiceAccount", sa_name, scenario=s)
     if values["rbac"]["create"]:
         full = dep["metadata"]["name"]
-        role = one(report, docs, "ClusterRole", full, scenario=s)
+        role = one(report, docs, "ClusterRole", f"{full}-manager-role", scenario=s)
         rules = role.get("rules", [])
 
         def granted(group, resource, verb, name=None):
@@ -367,10 +367,10 @@ def check_invariants(report, scenario, docs, values, namespace, crd_text):
         for rule in rules:
             if "*" in rule.get("resources", []):
                 report.check(f"{s}: wildcard rule is read-only", not (set(rule["verbs"]) & write_verbs), str(rule))
-        binding = one(report, docs, "ClusterRoleBinding", full, scenario=s)
+        binding = one(report, docs, "ClusterRoleBinding", f"{full}-manager-rolebinding", scenario=s)
         report.check(f"{s}: ClusterRoleBinding binds the ServiceAccount",
                      binding.get("subjects") == [{"kind": "ServiceAccount", "name": sa_name, "namespace": namespace}]
-                     and binding.get("roleRef", {}).get("name") == full)
+                     and binding.get("roleRef", {}).get("name") == f"{full}-manager-role")
         nsrole = one(report, docs, "Role", full, scenario=s)
         nsrules = nsrole.get("rules", [])
         secret_rules = [r for r in nsrules if r.get("resources") == ["secrets"]]
