@@ -629,6 +629,30 @@ async fn slow_api_server_is_cut_off_before_the_webhook_timeout() {
 }
 
 #[tokio::test]
+async fn the_api_servers_announced_timeout_shortens_the_checks() {
+    // The default ceiling is 8s; the API server announces that it waits only 2s, so the
+    // checks must give up after 1s and still answer in time.
+    let h = harness::start().await;
+    h.fake.set_latency(Some(Duration::from_secs(5)));
+    let object = base_ctj("short-timeout");
+    let review = reviews::review("CREATE", Some(&object), None, &User::named("alice"));
+    let started = std::time::Instant::now();
+    let answer = h.post("/validate?timeout=2s", &review).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "answered after {took:?}"
+    );
+    assert_eq!(answer["response"]["allowed"], false);
+    assert_eq!(answer["response"]["status"]["code"], 503);
+    let message = answer["response"]["status"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("did not finish within 1s"), "{message}");
+}
+
+#[tokio::test]
 async fn checks_can_be_turned_off() {
     let h = harness::start_with(Options {
         authorize_users: false,

@@ -175,7 +175,8 @@ impl Changes {
 /// object stored before a rule existed can still be edited and deleted; the Job template is
 /// dry-run only when it changed, and permissions are checked only when the template or the
 /// watched objects changed.
-pub async fn validate(state: &WebhookState, incoming: &Incoming) -> Answer {
+/// The cluster-backed checks (discovery, authorization, dry run) get `deadline` in all.
+pub async fn validate(state: &WebhookState, incoming: &Incoming, deadline: Duration) -> Answer {
     let request = &incoming.request;
     if passthrough(request) {
         return Answer::allowed(review::allow(request));
@@ -228,7 +229,7 @@ pub async fn validate(state: &WebhookState, incoming: &Incoming) -> Answer {
         .filter(|ns| !ns.is_empty())
         .unwrap_or_else(|| "default".to_string());
     let cluster = cluster_checks(state, request, &ctj, &namespace, changes);
-    match tokio::time::timeout(state.check_timeout, cluster).await {
+    match tokio::time::timeout(deadline, cluster).await {
         Ok(outcome) => {
             violations.extend(outcome.violations);
             found.extend(outcome.warnings);
@@ -239,7 +240,7 @@ pub async fn validate(state: &WebhookState, incoming: &Incoming) -> Answer {
             format!(
                 "the checks against the API server did not finish within {}; retry in a few \
                  seconds",
-                seconds(state.check_timeout)
+                seconds(deadline)
             ),
         )),
     }

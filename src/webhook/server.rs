@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, RawQuery, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -26,6 +26,7 @@ use tower_http::timeout::TimeoutLayer;
 use super::admission::{self, Answer, Outcome};
 use super::review;
 use crate::config::Settings;
+use crate::detect::duration::parse_duration;
 use crate::discovery::DiscoveryCache;
 use crate::metrics::Metrics;
 
@@ -202,14 +203,47 @@ async fn contain_panics(request: Request, next: Next) -> Response {
 }
 
 async fn mutate_handler(State(state): State<WebhookState>, body: Bytes) -> Response {
-    handle(&state, Endpoint::Mutate, &body).await
+    handle(&state, Endpoint::Mutate, None, &body).await
 }
 
-async fn validate_handler(State(state): State<WebhookState>, body: Bytes) -> Response {
-    handle(&state, Endpoint::Validate, &body).await
+async fn validate_handler(
+    State(state): State<WebhookState>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let deadline = check_deadline(state.check_timeout, query.as_deref());
+    handle(&state, Endpoint::Validate, Some(deadline), &body).await
 }
 
-async fn handle(state: &WebhookState, endpoint: Endpoint, body: &[u8]) -> Response {
+/// How long the cluster-backed checks of one validation may take.
+///
+/// The API server tells a webhook how long it will wait, as `?timeout=10s` in the URL (the
+/// webhook configuration's `timeoutSeconds`, or less when the whole request has less time left,
+/// rounded up to whole seconds). The checks get that time minus room to answer and for the
+/// rounding, never more than `ceiling`, and the ceiling alone when the parameter is absent or
+/// unreadable.
+pub fn check_deadline(ceiling: Duration, query: Option<&str>) -> Duration {
+    let announced = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter_map(|pair| pair.strip_prefix("timeout="))
+        .find_map(|value| parse_duration(value).ok())
+        .filter(|d| !d.is_zero());
+    match announced {
+        None => ceiling,
+        Some(limit) => {
+            let room = limit.saturating_sub(Duration::from_millis(1500));
+            ceiling.min(room.max(limit / 2))
+        }
+    }
+}
+
+async fn handle(
+    state: &WebhookState,
+    endpoint: Endpoint,
+    deadline: Option<Duration>,
+    body: &[u8],
+) -> Response {
     let tally = Tally::start(&state.metrics, endpoint);
     let incoming = match review::parse(body) {
         Ok(incoming) => incoming,
@@ -221,7 +255,10 @@ async fn handle(state: &WebhookState, endpoint: Endpoint, body: &[u8]) -> Respon
     };
     let Answer { response, outcome } = match endpoint {
         Endpoint::Mutate => admission::mutate(&incoming, Timestamp::now()),
-        Endpoint::Validate => admission::validate(state, &incoming).await,
+        Endpoint::Validate => {
+            let deadline = deadline.unwrap_or(state.check_timeout);
+            admission::validate(state, &incoming, deadline).await
+        }
     };
     let request = &incoming.request;
     tracing::debug!(
@@ -306,6 +343,31 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use tower::ServiceExt;
+
+    #[test]
+    fn the_check_deadline_follows_the_announced_timeout() {
+        let ceiling = Duration::from_secs(8);
+        let cases = [
+            (None, 8_000),
+            (Some(""), 8_000),
+            (Some("timeout=10s"), 8_000),
+            (Some("timeout=30s"), 8_000),
+            (Some("timeout=5s"), 3_500),
+            (Some("dryRun=All&timeout=3s"), 1_500),
+            (Some("timeout=2s"), 1_000),
+            (Some("timeout=1s"), 500),
+            (Some("timeout=0s"), 8_000),
+            (Some("timeout=soon"), 8_000),
+            (Some("timeout=-4s"), 8_000),
+        ];
+        for (query, millis) in cases {
+            assert_eq!(
+                check_deadline(ceiling, query),
+                Duration::from_millis(millis),
+                "{query:?}"
+            );
+        }
+    }
 
     #[tokio::test]
     async fn a_panicking_handler_is_answered_500() {
