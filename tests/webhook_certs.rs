@@ -330,6 +330,14 @@ fn secret_with(settings: &Settings, bundle: &Bundle) -> Value {
     })
 }
 
+/// Waits (at most 10 s) until `ready` reports ready.
+async fn become_ready(mut ready: TlsReadiness) {
+    tokio::time::timeout(Duration::from_secs(10), ready.wait_ready())
+        .await
+        .unwrap_or_else(|_| panic!("the webhook never became ready"));
+    assert!(ready.is_ready());
+}
+
 async fn start(
     fake: &FakeApi,
     settings: &Settings,
@@ -355,7 +363,12 @@ async fn racing_replicas_create_one_secret_and_serve_the_same_ca() {
         start(&fake, &settings, &shutdown)
     );
     fake.set_latency(None);
-    assert!(ready_a.is_ready() && ready_b.is_ready());
+    become_ready(ready_a).await;
+    become_ready(ready_b).await;
+    // Ready means the API server can verify the webhook: the CA is already in both
+    // configurations at that moment.
+    let stored = stored_bundle(&fake, &settings);
+    assert!(injected(&fake, &stored.ca.cert_pem));
 
     let secrets: Vec<Value> = fake
         .list_json("v1", "secrets", Some(NS))
@@ -399,6 +412,44 @@ async fn racing_replicas_create_one_secret_and_serve_the_same_ca() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_waits_until_both_configurations_carry_the_ca() {
+    let fake = FakeApi::new();
+    fake.create_namespace(NS);
+    fake.insert(&mutating_configuration());
+    fake.insert(&validating_configuration());
+    // Writing the validating configuration fails for now (a flaky API server).
+    fake.fail_always(
+        Matcher::any()
+            .verb(Verb::Patch)
+            .resource("validatingwebhookconfigurations"),
+        FakeError::internal("etcd leader changed"),
+    );
+    let settings = self_managed();
+    let shutdown = CancellationToken::new();
+    let (_tls, ready) = start(&fake, &settings, &shutdown).await;
+    let ca = stored_bundle(&fake, &settings).ca.cert_pem;
+    eventually("the CA in the mutating configuration", || {
+        let bundles = ca_bundles(&fake, "mutatingwebhookconfigurations");
+        let ok = bundles.len() == 2 && bundles.iter().all(|b| b == &ca);
+        async move { ok }
+    })
+    .await;
+    assert!(
+        !ready.is_ready(),
+        "ready although the API server cannot verify the validating webhook"
+    );
+
+    fake.clear_faults();
+    // The next watch event (any change to the configuration) brings another attempt.
+    let mut touched = validating_configuration();
+    touched.metadata.labels = Some([("touched".to_string(), "yes".to_string())].into());
+    fake.put(&touched);
+    become_ready(ready).await;
+    assert!(injected(&fake, &ca));
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configuration_recreated_without_ca_bundle_is_repaired() {
     let fake = FakeApi::new();
     fake.create_namespace(NS);
@@ -406,7 +457,7 @@ async fn a_configuration_recreated_without_ca_bundle_is_repaired() {
     let shutdown = CancellationToken::new();
     // Outside a cluster the configurations may not exist: not an error.
     let (_tls, ready) = start(&fake, &settings, &shutdown).await;
-    assert!(ready.is_ready());
+    become_ready(ready).await;
     let ca = stored_bundle(&fake, &settings).ca.cert_pem;
 
     // They appear later (helm install) ...
@@ -458,7 +509,7 @@ async fn a_serving_certificate_near_expiry_is_renewed_with_the_same_ca() {
 
     let shutdown = CancellationToken::new();
     let (tls, ready) = start(&fake, &settings, &shutdown).await;
-    assert!(ready.is_ready());
+    become_ready(ready).await;
     let renewed = stored_bundle(&fake, &settings);
     assert_eq!(renewed.ca, ca, "the CA is kept");
     assert_ne!(renewed.serving, old.serving);

@@ -88,40 +88,73 @@ pub fn ca_bundle_patch(
     Some(Patch(ops))
 }
 
+/// The two configurations to keep, and where to say that each first carries the CA.
+pub struct Targets {
+    /// Name of the MutatingWebhookConfiguration (empty: none).
+    pub mutating: String,
+    /// Name of the ValidatingWebhookConfiguration (empty: none).
+    pub validating: String,
+    /// Set once the mutating configuration carries the CA, or cannot (absent, unreadable).
+    pub mutating_done: watch::Sender<bool>,
+    /// Set once the validating configuration carries the CA, or cannot.
+    pub validating_done: watch::Sender<bool>,
+}
+
 /// Watches both configurations and keeps their caBundle equal to the CA in `ca`, until
 /// `shutdown`.
+///
+/// Each `done` flag is raised the first time its configuration is seen carrying the CA (the
+/// pod's readiness waits for it), and also when there is nothing to wait for: the name is
+/// empty, the configuration does not exist when we start (the operator runs outside the
+/// cluster), or it cannot be read (RBAC). It is never lowered again: a later CA change is
+/// written within moments, and flipping every replica to unready meanwhile would take the
+/// webhook down.
 pub async fn keep_injected(
     client: Client,
-    mutating: String,
-    validating: String,
+    targets: Targets,
     ca: watch::Receiver<Option<String>>,
     shutdown: CancellationToken,
 ) {
     tokio::join!(
         keep_one::<MutatingWebhookConfiguration>(
             Api::all(client.clone()),
-            mutating,
+            targets.mutating,
+            targets.mutating_done,
             ca.clone(),
             shutdown.clone()
         ),
-        keep_one::<ValidatingWebhookConfiguration>(Api::all(client), validating, ca, shutdown),
+        keep_one::<ValidatingWebhookConfiguration>(
+            Api::all(client),
+            targets.validating,
+            targets.validating_done,
+            ca,
+            shutdown
+        ),
     );
 }
 
 async fn keep_one<K: WebhookConfiguration>(
     api: Api<K>,
     name: String,
+    done: watch::Sender<bool>,
     mut ca: watch::Receiver<Option<String>>,
     shutdown: CancellationToken,
 ) {
     if name.is_empty() {
+        done.send_replace(true);
         return;
     }
     let kind = K::kind(&());
     match api.get_opt(&name).await {
-        Ok(None) => tracing::info!(%kind, %name,
-            "webhook configuration not found (running outside the cluster?); its caBundle will be set when it appears"),
-        Err(e) => tracing::warn!(%kind, %name, error = %e, "cannot read the webhook configuration"),
+        Ok(None) => {
+            tracing::info!(%kind, %name,
+                "webhook configuration not found (running outside the cluster?); its caBundle will be set when it appears");
+            done.send_replace(true);
+        }
+        Err(e) => {
+            tracing::warn!(%kind, %name, error = %e, "cannot read the webhook configuration");
+            done.send_replace(true);
+        }
         Ok(Some(_)) => {}
     }
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
@@ -138,14 +171,18 @@ async fn keep_one<K: WebhookConfiguration>(
                     return;
                 }
                 let wanted = ca.borrow_and_update().clone();
-                if let Some(object) = &latest {
-                    inject(&api, object, &wanted).await;
+                if let Some(object) = &latest
+                    && inject(&api, object, &wanted).await
+                {
+                    done.send_replace(true);
                 }
             }
             event = events.next() => match event {
                 Some(Ok(object)) => {
                     let wanted = ca.borrow().clone();
-                    inject(&api, &object, &wanted).await;
+                    if inject(&api, &object, &wanted).await {
+                        done.send_replace(true);
+                    }
                     latest = Some(object);
                 }
                 Some(Err(e)) => tracing::warn!(%kind, %name, error = %e, "watching the webhook configuration failed; retrying"),
@@ -155,15 +192,16 @@ async fn keep_one<K: WebhookConfiguration>(
     }
 }
 
-async fn inject<K: WebhookConfiguration>(api: &Api<K>, object: &K, ca: &Option<String>) {
-    let Some(ca) = ca else { return };
+/// Makes `object` carry `ca`; true when it does afterwards (already, or patched).
+async fn inject<K: WebhookConfiguration>(api: &Api<K>, object: &K, ca: &Option<String>) -> bool {
+    let Some(ca) = ca else { return false };
     let name = object.name_any();
     let Some(patch) = ca_bundle_patch(
         &object.ca_bundles(),
         object.meta().resource_version.as_deref(),
         ca,
     ) else {
-        return;
+        return true;
     };
     let kind = K::kind(&());
     match api
@@ -174,12 +212,25 @@ async fn inject<K: WebhookConfiguration>(api: &Api<K>, object: &K, ca: &Option<S
         )
         .await
     {
-        Ok(_) => tracing::info!(%kind, %name, "wrote the CA bundle into the webhook configuration"),
+        Ok(_) => {
+            tracing::info!(%kind, %name, "wrote the CA bundle into the webhook configuration");
+            true
+        }
         // The object changed since we read it (or went away); the watch brings the new state.
         Err(kube::Error::Api(s)) if s.code == 422 || s.code == 409 || s.code == 404 => {
-            tracing::debug!(%kind, %name, reason = %s.reason, "caBundle patch lost a race; waiting for the next version")
+            tracing::debug!(%kind, %name, reason = %s.reason, "caBundle patch lost a race; waiting for the next version");
+            false
         }
-        Err(e) => tracing::warn!(%kind, %name, error = %e, "cannot write the CA bundle"),
+        // Not allowed to write it: nothing this pod can fix by waiting, so do not hold its
+        // readiness hostage (the log says what is wrong).
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            tracing::warn!(%kind, %name, reason = %s.message, "not allowed to write the CA bundle into the webhook configuration");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(%kind, %name, error = %e, "cannot write the CA bundle");
+            false
+        }
     }
 }
 

@@ -181,20 +181,38 @@ async fn start_self_managed(
             (in_memory(store.dns_names())?, None)
         }
     };
-    let (ready_tx, readiness) = readiness::flag(current.is_some());
+    // Ready once a real certificate is served and its CA is in both webhook configurations:
+    // before that the API server could not verify this pod, so `helm install --wait` followed
+    // by a `kubectl apply` would meet "certificate signed by unknown authority".
+    let (cert_tx, cert_ready) = readiness::flag(current.is_some());
+    let (mutating_tx, mutating_ready) = readiness::flag(false);
+    let (validating_tx, validating_ready) = readiness::flag(false);
+    let (ready_tx, readiness) = readiness::flag(false);
+    tokio::spawn(async move {
+        for mut part in [cert_ready, mutating_ready, validating_ready] {
+            part.wait_ready().await;
+        }
+        ready_tx.send_replace(true);
+        // Keep the flag open: a dropped sender reads as "the tasks stopped".
+        ready_tx.closed().await;
+    });
     tokio::spawn(keep_self_managed(
         store,
         tls.clone(),
         current,
-        ready_tx,
+        cert_tx,
         ca_tx,
         timings,
         shutdown.clone(),
     ));
     tokio::spawn(inject::keep_injected(
         client,
-        settings.mutating_webhook_configuration.clone(),
-        settings.validating_webhook_configuration.clone(),
+        inject::Targets {
+            mutating: settings.mutating_webhook_configuration.clone(),
+            validating: settings.validating_webhook_configuration.clone(),
+            mutating_done: mutating_tx,
+            validating_done: validating_tx,
+        },
         ca_rx,
         shutdown,
     ));
