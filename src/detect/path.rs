@@ -270,11 +270,35 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
+    /// A name up to the next `.` or `[`. As in kubectl, a backslash escapes a dot (or a
+    /// bracket, or itself) inside the name: `metadata.labels.app\.kubernetes\.io/name`.
     fn bare_key(&mut self) -> Result<Segment, PathError> {
         let start = self.pos;
+        let mut name = String::new();
+        let mut bare_star = false;
         while let Some(c) = self.peek() {
             if c == '.' || c == '[' {
                 break;
+            }
+            if c == '\\' {
+                match self.chars.get(self.pos + 1).copied() {
+                    Some(next @ ('.' | '[' | ']' | '\\' | '*')) => {
+                        name.push(next);
+                        self.pos += 2;
+                        continue;
+                    }
+                    Some(next) => {
+                        return Err(self.error(
+                            self.pos,
+                            format!(
+                                "unknown escape \"\\{next}\"; a backslash may only escape \".\", \"[\", \"]\", \"*\" or \"\\\" in a field name"
+                            ),
+                        ));
+                    }
+                    None => {
+                        return Err(self.error(self.pos, "the path ends with a lone backslash"));
+                    }
+                }
             }
             if c == ']' || c == '\'' || c == '"' || c.is_whitespace() || c == '{' || c == '}' {
                 return Err(self.error(
@@ -285,16 +309,17 @@ impl<'a> Parser<'a> {
                     ),
                 ));
             }
+            bare_star |= c == '*';
+            name.push(c);
             self.pos += 1;
         }
-        let name: String = self.chars[start..self.pos].iter().collect();
         if name.is_empty() {
             return Err(self.error(start, "expected a field name"));
         }
-        if name == "*" {
+        if bare_star && name == "*" {
             return Ok(Segment::Wildcard);
         }
-        if name.contains('*') {
+        if bare_star {
             return Err(self.error(
                 start,
                 "\"*\" must be a whole segment (\".*\" or \"[*]\"), not part of a name",
@@ -486,6 +511,54 @@ mod tests {
             ]
         );
         assert_eq!(keys(r#"data["a.b"]"#), keys("data['a.b']"));
+    }
+
+    #[test]
+    fn backslash_escaped_dots_stay_in_the_name_as_in_kubectl() {
+        assert_eq!(
+            keys(r"metadata.labels.app\.kubernetes\.io/name"),
+            keys("metadata.labels['app.kubernetes.io/name']")
+        );
+        assert_eq!(
+            keys(r"{.metadata.annotations.example\.com/x}"),
+            keys("metadata.annotations['example.com/x']")
+        );
+        // A brace, a backslash and a star can be escaped too; the escaped star is a name.
+        assert_eq!(
+            keys(r"data.a\[0\]\\b"),
+            vec![Segment::Key("data".into()), Segment::Key(r"a[0]\b".into())]
+        );
+        assert_eq!(
+            keys(r"data.\*"),
+            vec![Segment::Key("data".into()), Segment::Key("*".into())]
+        );
+        assert_eq!(
+            keys(r"data.*"),
+            vec![Segment::Key("data".into()), Segment::Wildcard]
+        );
+        let object = serde_json::json!({
+            "metadata": { "labels": { "app.kubernetes.io/name": "web", "app": { "kubernetes": {} } } }
+        });
+        let path = FieldPath::parse(r"metadata.labels.app\.kubernetes\.io/name")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(path.select(&object), vec![&serde_json::json!("web")]);
+    }
+
+    #[test]
+    fn unknown_escapes_and_a_trailing_backslash_are_errors() {
+        let err = FieldPath::parse(r"data.a\nb")
+            .err()
+            .unwrap_or_else(|| panic!("accepted"));
+        assert_eq!(err.position, 7);
+        assert!(err.reason.contains("unknown escape"), "{}", err.reason);
+        let err = FieldPath::parse(r"data.a\")
+            .err()
+            .unwrap_or_else(|| panic!("accepted"));
+        assert!(err.reason.contains("lone backslash"), "{}", err.reason);
+        let err = FieldPath::parse(r"data.a\*b*")
+            .err()
+            .unwrap_or_else(|| panic!("accepted"));
+        assert!(err.reason.contains("whole segment"), "{}", err.reason);
     }
 
     #[test]
