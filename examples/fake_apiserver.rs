@@ -8,6 +8,10 @@
 //! ```
 //!
 //! The fake runs no Pods, so Jobs never complete; the e2e suite notes and skips those checks.
+//!
+//! For measurement scripts (hack/measure-operator.sh) it also serves a side channel outside
+//! the API's paths: `GET /__fake/stats` (request counts by client, verb and resource, and the
+//! busiest second) and `POST /__fake/reset` (clears the request log).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -16,7 +20,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use support::fake_api::FakeApi;
-use support::fake_api::http::{serve_http, write_kubeconfig};
+use support::fake_api::http::{serve_http_with_stats, write_kubeconfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -36,6 +40,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "fake API server on http://{local}; kubeconfig written to {}",
         kubeconfig.display()
     );
-    serve_http(fake, listener).await;
+    serve_http_with_stats(fake, listener).await;
     Ok(())
 }

@@ -138,6 +138,8 @@ fn record(req: &Incoming, route: Option<&Route>, body: Option<&Value>) -> Record
         field_manager: req.query.get("fieldManager").map(str::to_string),
         propagation_policy: delete_options.and_then(|o| o.policy),
         body: body.cloned(),
+        user_agent: req.user_agent.clone(),
+        received: std::time::Instant::now(),
     }
 }
 

@@ -66,6 +66,10 @@ pub struct RecordedRequest {
     pub propagation_policy: Option<String>,
     /// The body, when it parsed as JSON (or YAML for apply patches).
     pub body: Option<Value>,
+    /// The `User-Agent` header, which tells apart clients sharing one server.
+    pub user_agent: Option<String>,
+    /// When the fake received it.
+    pub received: std::time::Instant,
 }
 
 impl RecordedRequest {
@@ -100,6 +104,29 @@ impl FakeApi {
             .iter()
             .filter(|r| r.verb == Verb::Discovery)
             .count()
+    }
+
+    /// Arrival time, user agent, verb and resource (the path, for requests that name no
+    /// resource, such as discovery) of every request in the log, without copying bodies
+    /// (cheap enough to call on a log of many thousands of writes).
+    pub fn request_summaries(&self) -> Vec<(std::time::Instant, String, Verb, String)> {
+        self.lock()
+            .requests
+            .iter()
+            .map(|r| {
+                let resource = if r.resource.is_empty() {
+                    r.path.clone()
+                } else {
+                    r.resource.clone()
+                };
+                (
+                    r.received,
+                    r.user_agent.clone().unwrap_or_default(),
+                    r.verb,
+                    resource,
+                )
+            })
+            .collect()
     }
 
     pub fn clear_requests(&self) {

@@ -1,0 +1,445 @@
+#!/usr/bin/env bash
+# Measures the operator's speed and memory targets (docs/performance.md) on this machine,
+# against the fake API server (examples/fake_apiserver.rs), with the release binaries:
+#
+#   latency  50 CTJs x 2 ConfigMaps, 200 changes at 10/s: change→Job latency distribution,
+#            exactly one Job per change (examples/load.rs fails otherwise)
+#   steady   then 3 poll intervals without changes: API requests per minute, operator CPU
+#   burst    500 CTJs created at once: time until all observed, peak API request rate
+#   scale    1000 CTJs x 4 of 2000 ConfigMaps of 10 KiB: RSS after setup and after idling
+#   memory   100 CTJs, then 5000 unrelated 50 KiB ConfigMaps in their namespace: RSS delta
+#
+# Every scenario gets a fresh fake API server and operator. The operator runs with
+# --poll-interval 10s (instead of 60s) so that three safety resyncs fit in 30 seconds.
+# Knobs (environment): MEASURE_SCENARIOS (comma-separated, default all of the above),
+# MEASURE_POLL_INTERVAL (10s), MEASURE_API_QPS (50), MEASURE_API_BURST (100),
+# MEASURE_IDLE_SECONDS (300, the scale scenario's idle time), MEASURE_SCALE_CTJS (1000),
+# MEASURE_SCALE_CONFIGMAPS (2000), MEASURE_UNRELATED (5000), MEASURE_BURST_CTJS (500).
+# Output: a markdown report on stdout and in target/measurements/<date>.md, with the logs and
+# raw figures next to it in target/measurements/<date>/. Exit status 1 if a check failed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SCENARIOS=${MEASURE_SCENARIOS:-latency,steady,burst,scale,memory}
+POLL=${MEASURE_POLL_INTERVAL:-10s}
+QPS=${MEASURE_API_QPS:-50}
+BURST=${MEASURE_API_BURST:-100}
+IDLE=${MEASURE_IDLE_SECONDS:-300}
+SCALE_CTJS=${MEASURE_SCALE_CTJS:-1000}
+SCALE_CMS=${MEASURE_SCALE_CONFIGMAPS:-2000}
+UNRELATED=${MEASURE_UNRELATED:-5000}
+BURST_CTJS=${MEASURE_BURST_CTJS:-500}
+POLL_SECONDS=${POLL%s}
+TARGET=${CARGO_TARGET_DIR:-target}
+STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
+OUT="$TARGET/measurements/$STAMP"
+mkdir -p "$OUT"
+STARTED=$(date +%s)
+TICKS=$(getconf CLK_TCK)
+
+has() { [[ ",$SCENARIOS," == *",$1,"* ]]; }
+log() { echo "measure [$(($(date +%s) - STARTED))s]: $*" >&2; }
+
+log "building release binaries"
+cargo build --release --quiet --bin kube-changejob --example fake_apiserver --example load
+BIN="$TARGET/release/kube-changejob"
+FAKE_BIN="$TARGET/release/examples/fake_apiserver"
+LOAD_BIN="$TARGET/release/examples/load"
+
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Results, one "key value" per line, rendered at the end.
+RESULTS="$OUT/results.txt"
+: >"$RESULTS"
+put() { echo "$1 $2" >>"$RESULTS"; }
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+# utime + stime in clock ticks; the command name in field 2 may contain spaces.
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+now_ms() { date +%s%3N; }
+
+# start_stack NAME: a fresh fake API server and operator; sets FAKE_URL, KUBECONFIG, OP_PID.
+start_stack() {
+    local name=$1
+    local port mport
+    port=$(free_port)
+    mport=$(free_port)
+    FAKE_URL="http://127.0.0.1:$port"
+    export KUBECONFIG="$OUT/$name.kubeconfig"
+    "$FAKE_BIN" "127.0.0.1:$port" "$KUBECONFIG" 2>"$OUT/$name.fake.log" &
+    FAKE_PID=$!
+    PIDS+=("$FAKE_PID")
+    for _ in $(seq 100); do
+        curl -sf "$FAKE_URL/version" >/dev/null && break
+        sleep 0.1
+    done
+    # The CRD, as `kubectl apply --server-side` would send it.
+    "$BIN" crd >"$OUT/crd.yaml"
+    curl -sf -X PATCH -H 'Content-Type: application/apply-patch+yaml' --data-binary @"$OUT/crd.yaml" \
+        "$FAKE_URL/apis/apiextensions.k8s.io/v1/customresourcedefinitions/changetriggeredjobs.triggers.changejob.dev?fieldManager=measure&force=true" \
+        >/dev/null
+    METRICS_URL="http://127.0.0.1:$mport/metrics"
+    "$BIN" run --webhook-enabled=false --metrics-secure=false \
+        --metrics-bind-address "127.0.0.1:$mport" --leader-election=true \
+        --operator-namespace kube-changejob-system --pod-name measure \
+        --poll-interval "$POLL" --api-qps "$QPS" --api-burst "$BURST" \
+        >"$OUT/$name.operator.log" 2>&1 &
+    OP_PID=$!
+    PIDS+=("$OP_PID")
+    for _ in $(seq 300); do
+        if curl -sf "$METRICS_URL" 2>/dev/null | grep -q '^changejob_leader 1'; then
+            log "$name: operator (pid $OP_PID) leads; fake API at $FAKE_URL"
+            return 0
+        fi
+        kill -0 "$OP_PID" 2>/dev/null || { log "$name: the operator exited; see $OUT/$name.operator.log"; exit 1; }
+        sleep 0.1
+    done
+    log "$name: the operator did not take the Lease within 30s"
+    exit 1
+}
+
+stop_stack() {
+    local name=$1
+    # The operator first: on SIGTERM it releases its Lease, which needs the API.
+    kill "$OP_PID" 2>/dev/null || true
+    wait "$OP_PID" 2>/dev/null || true
+    kill "$FAKE_PID" 2>/dev/null || true
+    wait "$FAKE_PID" 2>/dev/null || true
+    put "$name.log.warn" "$(grep -c ' WARN ' "$OUT/$name.operator.log" || true)"
+    put "$name.log.error" "$(grep -c ' ERROR ' "$OUT/$name.operator.log" || true)"
+    put "$name.log.panic" "$(grep -c 'panicked' "$OUT/$name.operator.log" || true)"
+}
+
+reset_stats() { curl -sf -X POST "$FAKE_URL/__fake/reset" >/dev/null; }
+save_stats() { curl -sf "$FAKE_URL/__fake/stats?arrivals=true" >"$OUT/$1.stats.json"; }
+
+# sample KEY: RSS, peak RSS and CPU time of the operator, and the time, under KEY.
+sample() {
+    put "$1.rss" "$(rss_kib "$OP_PID")"
+    put "$1.hwm" "$(hwm_kib "$OP_PID")"
+    put "$1.cpu" "$(cpu_ticks "$OP_PID")"
+    put "$1.ms" "$(now_ms)"
+    put "$1.reconciles" "$(curl -sf "$METRICS_URL" | awk '/^changejob_reconciles_total/ {s += $2} END {print s + 0}')"
+}
+
+# load NAME ARGS...: runs the load generator, its report in NAME.load.json.
+load() {
+    local name=$1
+    shift
+    if "$LOAD_BIN" --json "$OUT/$name.load.json" "$@" 2>&1 | tee "$OUT/$name.load.log" >&2; then
+        put "$name.ok" 1
+    else
+        put "$name.ok" 0
+    fi
+}
+
+put loadavg.start "$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')"
+
+if has latency || has steady; then
+    start_stack latency
+    sleep 5
+    sample baseline
+    if has latency; then
+        log "latency: 50 CTJs x 2 ConfigMaps, 200 changes at 10/s"
+        sample latency.before
+        load latency --namespace latency --configmaps 100 --configmap-size 1Ki --ctjs 50 \
+            --objects-per-ctj 2 --changes 200 --rate 10
+        sample latency.after
+    else
+        load latency --namespace latency --configmaps 100 --configmap-size 1Ki --ctjs 50 \
+            --objects-per-ctj 2 --changes 0
+    fi
+    if has steady; then
+        log "steady: $((3 * POLL_SECONDS))s (3 poll intervals of $POLL) without changes"
+        sleep 2
+        reset_stats
+        sample steady.before
+        sleep $((3 * POLL_SECONDS))
+        sample steady.after
+        save_stats steady
+    fi
+    stop_stack latency
+fi
+
+if has burst; then
+    start_stack burst
+    load burst-setup --namespace burst --configmaps $((BURST_CTJS * 2)) --configmap-size 1Ki \
+        --configmaps-only
+    sleep 2
+    log "burst: $BURST_CTJS CTJs created at once"
+    reset_stats
+    sample burst.before
+    load burst --namespace burst --reuse-configmaps --configmaps $((BURST_CTJS * 2)) \
+        --ctjs "$BURST_CTJS" --objects-per-ctj 2 --changes 0 --create-concurrency 64
+    sample burst.after
+    save_stats burst
+    stop_stack burst
+fi
+
+if has scale; then
+    start_stack scale
+    sleep 5
+    sample scale.empty
+    log "scale: $SCALE_CTJS CTJs x 4 of $SCALE_CMS ConfigMaps of 10 KiB"
+    load scale --namespace scale --configmaps "$SCALE_CMS" --configmap-size 10Ki \
+        --ctjs "$SCALE_CTJS" --objects-per-ctj 4 --changes 0 --create-concurrency 32
+    sleep 2
+    sample scale.setup
+    reset_stats
+    log "scale: idle for ${IDLE}s"
+    sleep "$IDLE"
+    sample scale.idle
+    save_stats scale-idle
+    stop_stack scale
+fi
+
+if has memory; then
+    start_stack memory
+    load memory --namespace memory --configmaps 200 --configmap-size 10Ki --ctjs 100 \
+        --objects-per-ctj 2 --changes 0
+    sleep $((POLL_SECONDS + 2))
+    sample memory.before
+    log "memory: $UNRELATED unrelated ConfigMaps of 50 KiB in the watched namespace"
+    reset_stats
+    load memory-unrelated --namespace memory --configmaps 200 --reuse-configmaps --configmaps-only \
+        --unrelated "$UNRELATED" --unrelated-size 50Ki
+    # Let the watch deliver them and two safety resyncs run.
+    sleep $((2 * POLL_SECONDS + 2))
+    sample memory.after
+    save_stats memory
+    stop_stack memory
+fi
+
+put loadavg.end "$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')"
+put runtime.s $(($(date +%s) - STARTED))
+
+REPORT="$TARGET/measurements/$STAMP.md"
+python3 - "$OUT" "$SCENARIOS" "$POLL" "$QPS" "$BURST" "$IDLE" "$TICKS" >"$REPORT" <<'PY'
+import json, os, sys
+
+out, scenarios, poll, qps, burst, idle, ticks = sys.argv[1:8]
+scenarios = scenarios.split(",")
+qps, burst, idle, ticks = int(qps), int(burst), int(idle), int(ticks)
+r = {}
+for line in open(os.path.join(out, "results.txt")):
+    k, _, v = line.strip().partition(" ")
+    r[k] = v
+failed = []
+
+def num(k):
+    return float(r[k])
+
+def mib(kib):
+    return f"{float(kib) / 1024:.1f} MiB"
+
+def load(name):
+    try:
+        return json.load(open(os.path.join(out, f"{name}.load.json")))
+    except (OSError, ValueError):
+        return {}
+
+def stats(name):
+    try:
+        return json.load(open(os.path.join(out, f"{name}.stats.json")))
+    except (OSError, ValueError):
+        return {}
+
+def cpu_pct(a, b):
+    secs = (num(f"{b}.ms") - num(f"{a}.ms")) / 1000
+    used = (num(f"{b}.cpu") - num(f"{a}.cpu")) / ticks
+    return f"{100 * used / secs:.1f}% of one core ({used:.2f}s CPU in {secs:.0f}s)"
+
+def check(ok, what):
+    if not ok:
+        failed.append(what)
+    return "ok" if ok else "**FAILED**"
+
+def load_ok(name, data):
+    ok = r.get(f"{name}.ok") == "1"
+    if not ok:
+        failed.append(f"{name}: load generator failed: {data.get('error') or '; '.join(data.get('problems', []))}")
+    return ok
+
+print(f"# kube-changejob measurements, {os.path.basename(out)}")
+print()
+print(f"Machine: {os.cpu_count()} cores, load average {r.get('loadavg.start')} at the start and "
+      f"{r.get('loadavg.end')} at the end. Fake API server (in-process store, no etcd) on the same "
+      f"machine. Operator flags: `--poll-interval {poll} --api-qps {qps} --api-burst {burst}`, "
+      f"leader election on, webhook off. Script runtime {r.get('runtime.s')} s.")
+print()
+
+if "baseline.rss" in r:
+    print("## Memory with no ChangeTriggeredJobs")
+    print()
+    print(f"RSS {mib(r['baseline.rss'])} (peak {mib(r['baseline.hwm'])}), 5 s after taking the Lease.")
+    print()
+
+if "latency" in scenarios and "latency.before.rss" in r:
+    d = load("latency")
+    ok = load_ok("latency", d)
+    c = d.get("changes", {})
+    lat = c.get("latency", {})
+    print("## Latency: 50 CTJs x 2 ConfigMaps, 200 changes at 10/s")
+    print()
+    print("| figure | value |")
+    print("| --- | --- |")
+    print(f"| time to observe all 50 CTJs (first create → last status) | {d.get('time_to_observe_all_s')} s |")
+    print(f"| changes made (achieved rate) | {c.get('count')} ({c.get('rate_achieved')}/s; {c.get('waited_for_earlier_job')} waited for an earlier Job) |")
+    print(f"| Jobs expected / missing / extra | {c.get('jobs_expected')} / {c.get('jobs_missing')} / {c.get('jobs_extra')} — {check(ok, 'latency: one Job per change')} |")
+    print(f"| change→Job latency count | {lat.get('count')} |")
+    for p in ["min", "p50", "p90", "p99", "max"]:
+        print(f"| change→Job latency {p} | {lat.get(p + '_ms')} ms |")
+    p99 = lat.get("p99_ms")
+    print(f"| p99 within 1 s | {check(p99 is not None and p99 <= 1000, 'latency: p99 above 1 s')} |")
+    print(f"| operator CPU during the phase | {cpu_pct('latency.before', 'latency.after')} |")
+    print(f"| operator RSS after (peak) | {mib(r['latency.after.rss'])} ({mib(r['latency.after.hwm'])}) |")
+    print()
+
+if "steady" in scenarios and "steady.after.rss" in r:
+    s = stats("steady")
+    secs = s.get("seconds", 1)
+    op = s.get("clients", {}).get("kube-changejob", {})
+    print(f"## Steady state: 50 CTJs, {secs:.0f} s (3 poll intervals of {poll}) without changes")
+    print()
+    print("Operator API requests, per minute:")
+    print()
+    print("| verb | resource | requests | per minute |")
+    print("| --- | --- | --- | --- |")
+    counts = {}
+    for q in op.get("requests", []):
+        counts[(q["verb"], q["resource"])] = q["count"]
+        print(f"| {q['verb']} | {q['resource']} | {q['count']} | {60 * q['count'] / secs:.1f} |")
+    if not op.get("requests"):
+        print("| — | — | 0 | 0 |")
+    print()
+    gets = sum(v for (verb, res), v in counts.items() if verb == "get" and res == "configmaps")
+    status = sum(v for (verb, res), v in counts.items() if res == "changetriggeredjobs" and verb in ("patch", "update"))
+    jobs = sum(v for (verb, res), v in counts.items() if res == "jobs" and verb in ("create", "delete"))
+    print("| check | value | |")
+    print("| --- | --- | --- |")
+    print(f"| GETs of watched ConfigMaps | {gets} | {check(gets == 0, 'steady: GETs of watched objects')} |")
+    print(f"| status writes (patch/update of changetriggeredjobs) | {status} | {check(status == 0, 'steady: status writes without changes')} |")
+    print(f"| Job creates/deletes | {jobs} | {check(jobs == 0, 'steady: Jobs without changes')} |")
+    print(f"| all operator requests | {op.get('total', 0)} ({60 * op.get('total', 0) / secs:.1f}/min) | |")
+    print(f"| reconciles (safety resyncs) | {num('steady.after.reconciles') - num('steady.before.reconciles'):.0f} | |")
+    print(f"| operator CPU | {cpu_pct('steady.before', 'steady.after')} | |")
+    print(f"| operator RSS (peak) | {mib(r['steady.after.rss'])} ({mib(r['steady.after.hwm'])}) | |")
+    print()
+
+if "burst" in scenarios and "burst.after.rss" in r:
+    d = load("burst")
+    ok = load_ok("burst", d)
+    s = stats("burst")
+    op = s.get("clients", {}).get("kube-changejob", {})
+    n = d.get("ctjs")
+    peak = op.get("peak_per_second_without_leases", 0)
+    t = d.get("time_to_observe_all_s") or 0
+    print(f"## Burst: {n} CTJs (2 ConfigMaps each) created at once")
+    print()
+    print("| figure | value |")
+    print("| --- | --- |")
+    print(f"| client rate limit of the operator | `--api-qps {qps} --api-burst {burst}` |")
+    print(f"| load generator: all {n} created in | {d.get('ctjs_create_s')} s |")
+    print(f"| time until all observed (first create → last status) | {t} s — {check(ok, 'burst: load generator')} |")
+    arrivals = op.get("arrivals_without_leases", [])
+    # The smallest bucket that lets these arrivals through at `qps`: the most requests in any
+    # interval beyond what `qps` refills during it.
+    needed, best = 0.0, float("-inf")
+    for j, at in enumerate(arrivals):
+        best = max(best, qps * at - j)
+        needed = max(needed, j + 1 - qps * at + best)
+    allowance = qps * 0.2
+    span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else 0
+    sustained = (len(arrivals) - burst) / span if span > 0 and len(arrivals) > burst else 0
+    print(f"| operator requests until all observed (reconcile client, without the Lease's) | {len(arrivals)} |")
+    print(f"| peak requests in any 1 s window, as the fake timestamps them | {peak} |")
+    print(f"| smallest token bucket at {qps}/s that the arrivals fit | {needed:.1f} (burst {burst}, +{allowance:.0f} allowed for server-side queueing: {check(needed <= burst + allowance, 'burst: the operator exceeded its client rate limit')}) |")
+    print(f"| rate after the burst tokens are spent | {sustained:.1f}/s (qps {qps}) |")
+    per = ", ".join(f"{q['verb']} {q['resource']} {q['count']}" for q in op.get("requests", []))
+    print(f"| operator requests by verb/resource | {per} |")
+    print(f"| operator CPU during the burst | {cpu_pct('burst.before', 'burst.after')} |")
+    print(f"| operator RSS after (peak) | {mib(r['burst.after.rss'])} ({mib(r['burst.after.hwm'])}) |")
+    print()
+
+if "scale" in scenarios and "scale.idle.rss" in r:
+    d = load("scale")
+    ok = load_ok("scale", d)
+    s = stats("scale-idle")
+    op = s.get("clients", {}).get("kube-changejob", {})
+    secs = s.get("seconds", 1)
+    print(f"## Scale: {d.get('ctjs')} CTJs x {d.get('objects_per_ctj')} of {d.get('configmaps')} ConfigMaps of {d.get('configmap_size', 0) // 1024} KiB")
+    print()
+    print("| figure | value |")
+    print("| --- | --- |")
+    print(f"| RSS before any CTJ | {mib(r['scale.empty.rss'])} |")
+    print(f"| time until all observed | {d.get('time_to_observe_all_s')} s — {check(ok, 'scale: load generator')} |")
+    print(f"| RSS after setup (peak so far) | {mib(r['scale.setup.rss'])} ({mib(r['scale.setup.hwm'])}) |")
+    print(f"| RSS after {idle} s idle (peak) | {mib(r['scale.idle.rss'])} ({mib(r['scale.idle.hwm'])}) |")
+    print(f"| reconciles while idle (safety resyncs) | {num('scale.idle.reconciles') - num('scale.setup.reconciles'):.0f} |")
+    print(f"| operator CPU while idle | {cpu_pct('scale.setup', 'scale.idle')} |")
+    per = ", ".join(f"{q['verb']} {q['resource']} {60 * q['count'] / secs:.1f}" for q in op.get("requests", [])) or "none"
+    print(f"| operator requests per minute while idle | {per} |")
+    print()
+
+if "memory" in scenarios and "memory.after.rss" in r:
+    d = load("memory-unrelated")
+    ok = load_ok("memory", load("memory")) and load_ok("memory-unrelated", d)
+    s = stats("memory")
+    op = s.get("clients", {}).get("kube-changejob", {})
+    delta = num("memory.after.rss") - num("memory.before.rss")
+    volume = d.get("unrelated", 0) * d.get("unrelated_size", 0) / 1024
+    gets = sum(q["count"] for q in op.get("requests", []) if q["verb"] == "get" and q["resource"] == "configmaps")
+    print(f"## Memory: {d.get('unrelated')} unrelated {d.get('unrelated_size', 0) // 1024} KiB ConfigMaps in a watched namespace")
+    print()
+    print("100 CTJs watch 200 ConfigMaps of 10 KiB in the namespace; then the unrelated ConfigMaps "
+          "(watched by nobody) are created in it.")
+    print()
+    print("| figure | value |")
+    print("| --- | --- |")
+    print(f"| RSS before (peak) | {mib(r['memory.before.rss'])} ({mib(r['memory.before.hwm'])}) |")
+    print(f"| RSS after (peak) | {mib(r['memory.after.rss'])} ({mib(r['memory.after.hwm'])}) |")
+    print(f"| RSS delta | {delta / 1024:+.1f} MiB for {volume / 1024:.0f} MiB of unrelated data — {check(delta < volume / 10, 'memory: RSS grows with unrelated objects')} |")
+    print(f"| operator GETs of ConfigMaps meanwhile | {gets} — {check(gets == 0, 'memory: unrelated objects read')} |")
+    print(f"| load generator: unrelated created in | {d.get('unrelated_create_s')} s |")
+    print()
+
+logs = sorted({k.split(".")[0] for k in r if k.endswith(".log.warn")})
+if logs:
+    print("## Operator logs")
+    print()
+    print("| run | WARN lines | ERROR lines | panics |")
+    print("| --- | --- | --- | --- |")
+    for name in logs:
+        panics = int(r[f"{name}.log.panic"])
+        print(f"| {name} | {r[f'{name}.log.warn']} | {r[f'{name}.log.error']} | {panics} {check(panics == 0, f'{name}: panic in the operator log') if panics else ''} |")
+    print()
+
+if failed:
+    print("## Failed checks")
+    print()
+    for f in failed:
+        print(f"- {f}")
+    print()
+with open(os.path.join(out, "failed"), "w") as f:
+    f.write("\n".join(failed))
+PY
+cat "$REPORT"
+log "report: $REPORT (logs and raw figures in $OUT/)"
+if [[ -s "$OUT/failed" ]]; then
+    exit 1
+fi
