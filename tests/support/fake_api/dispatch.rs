@@ -30,6 +30,7 @@ pub(crate) struct Incoming {
     pub content_type: Option<String>,
     pub accept: Option<String>,
     pub user_agent: Option<String>,
+    pub received: Option<std::time::Instant>,
     pub body: Bytes,
 }
 
@@ -139,7 +140,7 @@ fn record(req: &Incoming, route: Option<&Route>, body: Option<&Value>) -> Record
         propagation_policy: delete_options.and_then(|o| o.policy),
         body: body.cloned(),
         user_agent: req.user_agent.clone(),
-        received: std::time::Instant::now(),
+        received: req.received.unwrap_or_else(std::time::Instant::now),
     }
 }
 

@@ -21,6 +21,7 @@ use hyper_util::rt::TokioIo;
 use tower::Service;
 
 use super::FakeApi;
+use super::requests::ReceivedAt;
 
 /// Accepts connections on `listener` forever, answering each request from `fake`.
 pub async fn serve_http(fake: FakeApi, listener: tokio::net::TcpListener) {
@@ -182,6 +183,7 @@ async fn serve(
                 let mut fake = fake.clone();
                 let side = side.clone();
                 async move {
+                    let received = ReceivedAt(Instant::now());
                     if let Some(answer) = side.as_deref().and_then(|reset_at| {
                         side_channel(&fake, reset_at, request.method(), request.uri())
                     }) {
@@ -193,8 +195,10 @@ async fn serve(
                         .await
                         .map(|b| b.to_bytes())
                         .unwrap_or_default();
-                    let request =
+                    let mut request =
                         hyper::Request::from_parts(parts, kube::client::Body::from(bytes));
+                    // Arrival time for the request log, before waiting for the fake's lock.
+                    request.extensions_mut().insert(received);
                     let response = match fake.call(request).await {
                         Ok(response) => response.map(|b| b.boxed_unsync()),
                         Err(e) => {

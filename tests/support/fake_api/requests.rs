@@ -40,6 +40,11 @@ impl Verb {
     }
 }
 
+/// When a request reached the server, set by a transport in front of the fake (e.g. the HTTP
+/// server, before the request waits for the fake's lock) as a request extension.
+#[derive(Clone, Copy, Debug)]
+pub struct ReceivedAt(pub std::time::Instant);
+
 /// One request as the fake received it.
 #[derive(Clone, Debug)]
 pub struct RecordedRequest {
@@ -68,7 +73,7 @@ pub struct RecordedRequest {
     pub body: Option<Value>,
     /// The `User-Agent` header, which tells apart clients sharing one server.
     pub user_agent: Option<String>,
-    /// When the fake received it.
+    /// When the fake received it ([`ReceivedAt`] when the transport set it).
     pub received: std::time::Instant,
 }
 

@@ -140,6 +140,10 @@ impl FakeApi {
             content_type: header(&parts, http::header::CONTENT_TYPE),
             accept: header(&parts, http::header::ACCEPT),
             user_agent: header(&parts, http::header::USER_AGENT),
+            received: parts
+                .extensions
+                .get::<super::requests::ReceivedAt>()
+                .map(|r| r.0),
             body,
         };
         let outcome = dispatch::handle(&mut self.lock(), incoming);
