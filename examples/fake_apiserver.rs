@@ -11,7 +11,8 @@
 //!
 //! For measurement scripts (hack/measure-operator.sh) it also serves a side channel outside
 //! the API's paths: `GET /__fake/stats` (request counts by client, verb and resource, and the
-//! busiest second) and `POST /__fake/reset` (clears the request log).
+//! busiest second), `GET /__fake/writes?resource=...` (the writes of those resources with
+//! their arrival times and bodies) and `POST /__fake/reset` (clears the request log).
 
 #[path = "../tests/support/mod.rs"]
 mod support;

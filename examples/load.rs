@@ -11,7 +11,9 @@
 //! ```
 //!
 //! Jobs are timestamped by a watch on Jobs (not by polling), so a latency is the change's write
-//! returning → the watch event that shows its Job. Every change must produce exactly one Job
+//! returning → the watch event that shows its Job. Against the fake API server it also reports
+//! the latency as the server saw it: the change's PATCH arriving → its Job's create arriving
+//! (from the fake's write log, `GET /__fake/writes`); elsewhere that figure is null. Every change must produce exactly one Job
 //! per ChangeTriggeredJob watching the changed ConfigMap: a missing or an extra Job (or a
 //! `triggerSequence` that disagrees) fails the run with exit code 1, after the report.
 //!
@@ -141,6 +143,7 @@ fn distribution(samples: &mut [f64]) -> Value {
         "min_ms": pick(0.0),
         "p50_ms": pick(50.0),
         "p90_ms": pick(90.0),
+        "p95_ms": pick(95.0),
         "p99_ms": pick(99.0),
         "max_ms": pick(100.0),
     })
@@ -410,6 +413,8 @@ async fn wait_observed(
 /// which trigger sequence number), and when its write returned.
 struct Change {
     configmap: String,
+    /// The `data.version` the change wrote (tells apart changes of one ConfigMap).
+    version: String,
     expected: Vec<(String, usize)>,
     written: Instant,
 }
@@ -632,7 +637,8 @@ async fn change_phase(
             }
         }
         let name = cm_name(&args.prefix, i);
-        let patch = json!({"data": {"version": (n + 1).to_string()}});
+        let version = (n + 1).to_string();
+        let patch = json!({"data": {"version": version}});
         cms.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .with_context(|| format!("changing ConfigMap {name}"))?;
@@ -645,6 +651,7 @@ async fn change_phase(
         }
         changes.push(Change {
             configmap: name,
+            version,
             expected,
             written,
         });
@@ -722,6 +729,22 @@ async fn change_phase(
     }
     let jobs_expected: usize = changes.iter().map(|c| c.expected.len()).sum();
     let distribution = distribution(&mut latencies);
+    let server = match server_latencies(cms, &changes).await {
+        Ok((mut samples, unmatched)) => {
+            if unmatched > 0 {
+                problems.push(format!(
+                    "{unmatched} change→Job pair(s) not found in the fake API's write log"
+                ));
+            }
+            let d = self::distribution(&mut samples);
+            eprintln!("load: change→Job latency as the API server saw it (ms): {d}");
+            d
+        }
+        Err(e) => {
+            eprintln!("load: no server-side timestamps ({e:#}); only the client-side latency");
+            Value::Null
+        }
+    };
     eprintln!(
         "load: {} changes in {:.1}s ({:.1}/s, {} waited for an earlier Job); {} Jobs expected, {} missing, {} extra{}",
         changes.len(),
@@ -747,5 +770,80 @@ async fn change_phase(
         "jobs_missing": missing,
         "jobs_extra": extra,
         "latency": distribution,
+        "latency_server": server,
     }))
+}
+
+/// Change→Job latency as the fake API server (examples/fake_apiserver.rs) saw it: from the
+/// arrival of each change's PATCH of the ConfigMap to the arrival of the POST that created its
+/// Job, from the fake's write log (`GET /__fake/writes`). Returns the samples and how many
+/// expected pairs the log lacked; an error when the server is not the fake.
+async fn server_latencies(
+    cms: &Api<ConfigMap>,
+    changes: &[Change],
+) -> anyhow::Result<(Vec<f64>, usize)> {
+    let request = http::Request::get("/__fake/writes?resource=configmaps&resource=jobs")
+        .body(Vec::new())
+        .context("building the request")?;
+    let log: Value = cms
+        .clone()
+        .into_client()
+        .request(request)
+        .await
+        .context("GET /__fake/writes")?;
+    let text = |v: &Value, path: &[&str]| -> Option<String> {
+        let mut v = v;
+        for key in path {
+            v = v.get(key)?;
+        }
+        v.as_str().map(str::to_string)
+    };
+    // First arrival of each change's PATCH, by (ConfigMap, data.version), and of each Job's
+    // create, by (owner, trigger sequence).
+    let mut patched: HashMap<(String, String), f64> = HashMap::new();
+    let mut created: HashMap<(String, String), f64> = HashMap::new();
+    for w in log["writes"].as_array().into_iter().flatten() {
+        let Some(at) = w["at"].as_f64() else { continue };
+        match (w["verb"].as_str(), w["resource"].as_str()) {
+            (Some("patch"), Some("configmaps")) => {
+                if let (Some(name), Some(version)) =
+                    (text(w, &["name"]), text(w, &["body", "data", "version"]))
+                {
+                    patched.entry((name, version)).or_insert(at);
+                }
+            }
+            (Some("create"), Some("jobs")) => {
+                if let (Some(owner), Some(sequence)) = (
+                    text(w, &["body", "metadata", "labels", OWNER_LABEL]),
+                    text(
+                        w,
+                        &[
+                            "body",
+                            "metadata",
+                            "annotations",
+                            TRIGGER_SEQUENCE_ANNOTATION,
+                        ],
+                    ),
+                ) {
+                    created.entry((owner, sequence)).or_insert(at);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut samples = Vec::new();
+    let mut unmatched = 0;
+    for change in changes {
+        let Some(&from) = patched.get(&(change.configmap.clone(), change.version.clone())) else {
+            unmatched += change.expected.len();
+            continue;
+        };
+        for (ctj, ordinal) in &change.expected {
+            match created.get(&(ctj.clone(), ordinal.to_string())) {
+                Some(&to) => samples.push(round((to - from) * 1000.0)),
+                None => unmatched += 1,
+            }
+        }
+    }
+    Ok((samples, unmatched))
 }

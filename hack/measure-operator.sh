@@ -4,8 +4,11 @@
 #
 #   latency  50 CTJs x 2 ConfigMaps, 200 changes at 10/s: change→Job latency distribution,
 #            exactly one Job per change (examples/load.rs fails otherwise)
+#            (client side: write returned → Job seen by a watch; server side: the change's PATCH
+#            arriving at the fake → its Job's create arriving, from the fake's write log)
 #   steady   then 3 poll intervals without changes: API requests per minute, operator CPU
-#   burst    500 CTJs created at once: time until all observed, peak API request rate
+#   burst    500 CTJs created at once: time until all observed, peak API request rate; then
+#            (with steady) 3 poll intervals without changes at 500 CTJs, as above
 #   scale    1000 CTJs x 4 of 2000 ConfigMaps of 10 KiB: RSS after setup and after idling
 #   memory   100 CTJs, then 5000 unrelated 50 KiB ConfigMaps in their namespace: RSS delta
 #
@@ -13,7 +16,7 @@
 # --poll-interval 10s (instead of 60s) so that three safety resyncs fit in 30 seconds.
 # Knobs (environment): MEASURE_SCENARIOS (comma-separated, default all of the above),
 # MEASURE_POLL_INTERVAL (10s), MEASURE_API_QPS (50), MEASURE_API_BURST (100),
-# MEASURE_IDLE_SECONDS (300, the scale scenario's idle time), MEASURE_SCALE_CTJS (1000),
+# MEASURE_IDLE_SECONDS (60, the scale scenario's idle time), MEASURE_SCALE_CTJS (1000),
 # MEASURE_SCALE_CONFIGMAPS (2000), MEASURE_UNRELATED (5000), MEASURE_BURST_CTJS (500).
 # Output: a markdown report on stdout and in target/measurements/<date>.md, with the logs and
 # raw figures next to it in target/measurements/<date>/. Exit status 1 if a check failed.
@@ -24,7 +27,7 @@ SCENARIOS=${MEASURE_SCENARIOS:-latency,steady,burst,scale,memory}
 POLL=${MEASURE_POLL_INTERVAL:-10s}
 QPS=${MEASURE_API_QPS:-50}
 BURST=${MEASURE_API_BURST:-100}
-IDLE=${MEASURE_IDLE_SECONDS:-300}
+IDLE=${MEASURE_IDLE_SECONDS:-60}
 SCALE_CTJS=${MEASURE_SCALE_CTJS:-1000}
 SCALE_CMS=${MEASURE_SCALE_CONFIGMAPS:-2000}
 UNRELATED=${MEASURE_UNRELATED:-5000}
@@ -188,6 +191,16 @@ if has burst; then
         --ctjs "$BURST_CTJS" --objects-per-ctj 2 --changes 0 --create-concurrency 64
     sample burst.after
     save_stats burst
+    if has steady; then
+        log "steady500: $((3 * POLL_SECONDS))s (3 poll intervals of $POLL) without changes at $BURST_CTJS CTJs"
+        # Let the last status writes of the burst settle first.
+        sleep 2
+        reset_stats
+        sample steady500.before
+        sleep $((3 * POLL_SECONDS))
+        sample steady500.after
+        save_stats steady500
+    fi
     stop_stack burst
 fi
 
@@ -307,19 +320,22 @@ if "latency" in scenarios and "latency.before.rss" in r:
     print(f"| changes made (achieved rate) | {c.get('count')} ({c.get('rate_achieved')}/s; {c.get('waited_for_earlier_job')} waited for an earlier Job) |")
     print(f"| Jobs expected / missing / extra | {c.get('jobs_expected')} / {c.get('jobs_missing')} / {c.get('jobs_extra')} — {check(ok, 'latency: one Job per change')} |")
     print(f"| change→Job latency count | {lat.get('count')} |")
-    for p in ["min", "p50", "p90", "p99", "max"]:
-        print(f"| change→Job latency {p} | {lat.get(p + '_ms')} ms |")
+    srv = c.get("latency_server") or {}
+    print("| change→Job latency, client side (write returned → Job seen by a watch) / server side (PATCH arrived → Job create arrived) | |")
+    for p in ["min", "p50", "p90", "p95", "p99", "max"]:
+        print(f"| change→Job latency {p} | {lat.get(p + '_ms')} ms / {srv.get(p + '_ms', '—')} ms |")
+    print(f"| server-side samples | {srv.get('count', 0)} |")
     p99 = lat.get("p99_ms")
     print(f"| p99 within 1 s | {check(p99 is not None and p99 <= 1000, 'latency: p99 above 1 s')} |")
     print(f"| operator CPU during the phase | {cpu_pct('latency.before', 'latency.after')} |")
     print(f"| operator RSS after (peak) | {mib(r['latency.after.rss'])} ({mib(r['latency.after.hwm'])}) |")
     print()
 
-if "steady" in scenarios and "steady.after.rss" in r:
-    s = stats("steady")
+def steady(name, ctjs):
+    s = stats(name)
     secs = s.get("seconds", 1)
     op = s.get("clients", {}).get("kube-changejob", {})
-    print(f"## Steady state: 50 CTJs, {secs:.0f} s (3 poll intervals of {poll}) without changes")
+    print(f"## Steady state: {ctjs} CTJs, {secs:.0f} s (3 poll intervals of {poll}) without changes")
     print()
     print("Operator API requests, per minute:")
     print()
@@ -337,15 +353,18 @@ if "steady" in scenarios and "steady.after.rss" in r:
     jobs = sum(v for (verb, res), v in counts.items() if res == "jobs" and verb in ("create", "delete"))
     print("| check | value | |")
     print("| --- | --- | --- |")
-    print(f"| GETs of watched ConfigMaps | {gets} | {check(gets == 0, 'steady: GETs of watched objects')} |")
-    print(f"| status writes (patch/update of changetriggeredjobs) | {status} | {check(status == 0, 'steady: status writes without changes')} |")
-    print(f"| Job creates/deletes | {jobs} | {check(jobs == 0, 'steady: Jobs without changes')} |")
+    print(f"| GETs of watched ConfigMaps | {gets} | {check(gets == 0, f'{name}: GETs of watched objects')} |")
+    print(f"| status writes (patch/update of changetriggeredjobs) | {status} | {check(status == 0, f'{name}: status writes without changes')} |")
+    print(f"| Job creates/deletes | {jobs} | {check(jobs == 0, f'{name}: Jobs without changes')} |")
     print(f"| all operator requests | {op.get('total', 0)} ({60 * op.get('total', 0) / secs:.1f}/min) | |")
-    print(f"| reconciles (safety resyncs) | {num('steady.after.reconciles') - num('steady.before.reconciles'):.0f} | |")
-    print(f"| operator CPU per reconcile (all CPU / reconciles) | {per_reconcile('steady.before', 'steady.after')} | |")
-    print(f"| operator CPU | {cpu_pct('steady.before', 'steady.after')} | |")
-    print(f"| operator RSS (peak) | {mib(r['steady.after.rss'])} ({mib(r['steady.after.hwm'])}) | |")
+    print(f"| reconciles (safety resyncs) | {num(f'{name}.after.reconciles') - num(f'{name}.before.reconciles'):.0f} | |")
+    print(f"| operator CPU per reconcile (all CPU / reconciles) | {per_reconcile(f'{name}.before', f'{name}.after')} | |")
+    print(f"| operator CPU | {cpu_pct(f'{name}.before', f'{name}.after')} | |")
+    print(f"| operator RSS (peak) | {mib(r[f'{name}.after.rss'])} ({mib(r[f'{name}.after.hwm'])}) | |")
     print()
+
+if "steady" in scenarios and "steady.after.rss" in r:
+    steady("steady", 50)
 
 if "burst" in scenarios and "burst.after.rss" in r:
     d = load("burst")
@@ -384,6 +403,9 @@ if "burst" in scenarios and "burst.after.rss" in r:
     print(f"| operator CPU during the burst | {cpu_pct('burst.before', 'burst.after')} |")
     print(f"| operator RSS after (peak) | {mib(r['burst.after.rss'])} ({mib(r['burst.after.hwm'])}) |")
     print()
+
+if "steady" in scenarios and "steady500.after.rss" in r:
+    steady("steady500", load("burst").get("ctjs"))
 
 if "scale" in scenarios and "scale.idle.rss" in r:
     d = load("scale")

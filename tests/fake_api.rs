@@ -30,5 +30,7 @@ mod read;
 mod robustness;
 #[path = "fake_api/runtime.rs"]
 mod runtime;
+#[path = "fake_api/side_channel.rs"]
+mod side_channel;
 #[path = "fake_api/watch.rs"]
 mod watch;

@@ -4,7 +4,9 @@
 //! [`serve_http_with_stats`] adds a side channel for measurement scripts, outside the API's
 //! paths: `GET /__fake/stats` answers the request log as counts (by client, verb and resource,
 //! with the busiest one-second window; `?arrivals=true` adds each client's arrival times),
-//! `POST /__fake/reset` clears it.
+//! `GET /__fake/writes?resource=configmaps&resource=jobs` lists the writes of those resources
+//! with their arrival times and bodies (for change→Job latency as the server sees it), and
+//! `POST /__fake/reset` clears the log.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -28,7 +30,8 @@ pub async fn serve_http(fake: FakeApi, listener: tokio::net::TcpListener) {
     serve(fake, listener, None).await;
 }
 
-/// Like [`serve_http`], and also answers `GET /__fake/stats` and `POST /__fake/reset`.
+/// Like [`serve_http`], and also answers `GET /__fake/stats`, `GET /__fake/writes` and
+/// `POST /__fake/reset`.
 pub async fn serve_http_with_stats(fake: FakeApi, listener: tokio::net::TcpListener) {
     serve(fake, listener, Some(Arc::new(Mutex::new(Instant::now())))).await;
 }
@@ -66,6 +69,18 @@ fn side_channel(
                 .any(|p| p == "arrivals=true" || p == "arrivals=1");
             Some(reply(hyper::StatusCode::OK, &stats(fake, *since, arrivals)))
         }
+        ("GET", "/__fake/writes") => {
+            let resources: Vec<&str> = uri
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .filter_map(|p| p.strip_prefix("resource="))
+                .collect();
+            Some(reply(
+                hyper::StatusCode::OK,
+                &writes(fake, *since, &resources),
+            ))
+        }
         ("POST", "/__fake/reset") => {
             fake.clear_requests();
             *since = Instant::now();
@@ -76,7 +91,9 @@ fn side_channel(
         }
         (_, p) if p.starts_with("/__fake/") => Some(reply(
             hyper::StatusCode::NOT_FOUND,
-            &serde_json::json!({"error": "GET /__fake/stats or POST /__fake/reset"}),
+            &serde_json::json!({
+                "error": "GET /__fake/stats, GET /__fake/writes?resource=... or POST /__fake/reset"
+            }),
         )),
         _ => None,
     }
@@ -165,6 +182,28 @@ fn stats(fake: &FakeApi, since: Instant, arrivals: bool) -> serde_json::Value {
         .collect();
     answer["clients"] = serde_json::Value::Object(clients);
     answer
+}
+
+/// The writes (create, update, patch; not dry runs) of `resources` since `since`, in arrival
+/// order: `{"writes": [{"at": seconds since since, "verb", "resource", "namespace", "name",
+/// "user_agent", "body"}]}`. A create names no object in its path; its body does.
+fn writes(fake: &FakeApi, since: Instant, resources: &[&str]) -> serde_json::Value {
+    let writes: Vec<serde_json::Value> = fake
+        .writes_of(resources)
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({
+                "at": r.received.saturating_duration_since(since).as_secs_f64(),
+                "verb": r.verb.as_str(),
+                "resource": r.resource,
+                "namespace": r.namespace,
+                "name": r.name,
+                "user_agent": r.user_agent,
+                "body": r.body,
+            })
+        })
+        .collect();
+    serde_json::json!({ "writes": writes })
 }
 
 async fn serve(

@@ -134,6 +134,21 @@ impl FakeApi {
             .collect()
     }
 
+    /// The creates, updates and patches (not dry runs) of these resource plurals, in the order
+    /// they reached the fake, bodies included; copies only those records.
+    pub fn writes_of(&self, resources: &[&str]) -> Vec<RecordedRequest> {
+        self.lock()
+            .requests
+            .iter()
+            .filter(|r| {
+                matches!(r.verb, Verb::Create | Verb::Update | Verb::Patch)
+                    && !r.dry_run
+                    && resources.contains(&r.resource.as_str())
+            })
+            .cloned()
+            .collect()
+    }
+
     pub fn clear_requests(&self) {
         self.lock().requests.clear();
     }
