@@ -5,7 +5,7 @@
 //! most once per `min_refresh`), so a CRD installed after start-up is found without a restart.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -139,6 +139,9 @@ pub struct DiscoveryCache {
     min_refresh: Duration,
     max_age: Duration,
     entries: Mutex<HashMap<String, Entry>>,
+    /// One lock per group-version, held while it is fetched, so that many lookups missing the
+    /// cache at once (a burst of reconciles after start-up) share one discovery request.
+    in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl DiscoveryCache {
@@ -150,6 +153,7 @@ impl DiscoveryCache {
             min_refresh,
             max_age,
             entries: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
         }
     }
 
@@ -173,7 +177,7 @@ impl DiscoveryCache {
             Some(_) => self.refresh_allowed(&gv),
         };
         let resources = if may_refresh {
-            self.fetch(&gv, &group, &version, api_version).await?
+            self.fetch_once(&gv, &group, &version, api_version).await?
         } else {
             cached.and_then(|(r, _)| r)
         };
@@ -204,6 +208,33 @@ impl DiscoveryCache {
             .ok()
             .and_then(|e| e.get(gv).map(|e| e.fetched.elapsed() >= self.min_refresh))
             .unwrap_or(true)
+    }
+
+    /// Fetches a group-version unless a lookup that was already fetching it when we asked has
+    /// finished meanwhile, in which case its answer is used.
+    async fn fetch_once(
+        &self,
+        gv: &str,
+        group: &str,
+        version: &str,
+        api_version: &str,
+    ) -> Result<Option<Vec<APIResource>>, LookupError> {
+        let asked = Instant::now();
+        let lock = match self.in_flight.lock() {
+            Ok(mut locks) => locks.entry(gv.to_string()).or_default().clone(),
+            Err(_) => Arc::default(),
+        };
+        let _turn = lock.lock().await;
+        let fresh = self.entries.lock().ok().and_then(|entries| {
+            entries
+                .get(gv)
+                .filter(|e| e.fetched >= asked)
+                .map(|e| e.resources.clone())
+        });
+        match fresh {
+            Some(resources) => Ok(resources),
+            None => self.fetch(gv, group, version, api_version).await,
+        }
     }
 
     async fn fetch(

@@ -652,6 +652,36 @@ async fn the_api_servers_announced_timeout_shortens_the_checks() {
     assert!(message.contains("did not finish within 1s"), "{message}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_lookups_on_a_cold_cache_share_one_discovery_request() {
+    let fake = support::fake_api::FakeApi::new();
+    fake.set_latency(Some(Duration::from_millis(100)));
+    let cache = std::sync::Arc::new(kube_changejob::discovery::DiscoveryCache::new(
+        fake.client(),
+        Duration::from_secs(2),
+        Duration::from_secs(600),
+    ));
+    let lookups: Vec<_> = (0..8)
+        .map(|i| {
+            let cache = cache.clone();
+            let kind = if i % 2 == 0 { "ConfigMap" } else { "Secret" };
+            tokio::spawn(async move { cache.resolve("v1", kind).await })
+        })
+        .collect();
+    for lookup in lookups {
+        let info = lookup
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(info.namespaced);
+    }
+    assert_eq!(fake.discovery_count(), 1, "{:?}", fake.request_summaries());
+    // A miss on another group-version still asks.
+    let deployments = cache.resolve("apps/v1", "Deployment").await;
+    assert!(deployments.is_ok());
+    assert_eq!(fake.discovery_count(), 2);
+}
+
 #[tokio::test]
 async fn checks_can_be_turned_off() {
     let h = harness::start_with(Options {
