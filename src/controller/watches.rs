@@ -105,6 +105,9 @@ struct StreamState {
 struct HubState {
     streams: HashMap<StreamKey, StreamState>,
     interest: HashMap<ObjectKey, HashSet<CtjRef>>,
+    /// How many keys of `interest` each stream serves, so an unused stream is found without
+    /// scanning every key.
+    stream_users: HashMap<StreamKey, usize>,
     per_ctj: HashMap<CtjRef, HashSet<ObjectKey>>,
     /// Fingerprint cache: (object, fields, key id) → (resourceVersion, fingerprint).
     fingerprints: HashMap<(ObjectKey, Vec<String>, String), (String, Fingerprint)>,
@@ -161,15 +164,19 @@ impl WatchHub {
                 return;
             };
             let old = state.per_ctj.remove(ctj).unwrap_or_default();
+            let mut released = Vec::new();
             for key in old.difference(&objects) {
-                state.drop_interest(key, ctj);
+                if state.drop_interest(key, ctj) {
+                    released.push(key.stream.clone());
+                }
             }
             for key in objects.difference(&old) {
-                state
-                    .interest
-                    .entry(key.clone())
-                    .or_default()
-                    .insert(ctj.clone());
+                let ctjs = state.interest.entry(key.clone()).or_default();
+                let first = ctjs.is_empty();
+                ctjs.insert(ctj.clone());
+                if first {
+                    *state.stream_users.entry(key.stream.clone()).or_default() += 1;
+                }
                 if !state.streams.contains_key(&key.stream) {
                     let token = self.shutdown.child_token();
                     state.streams.insert(
@@ -185,7 +192,11 @@ impl WatchHub {
             if !objects.is_empty() {
                 state.per_ctj.insert(ctj.clone(), objects);
             }
-            state.stop_unused_streams();
+            // Only streams that lost a key can have become unused; a steady-state call (the
+            // same objects again) costs no scan.
+            for stream in released {
+                state.stop_if_unused(&stream);
+            }
         }
         for (stream, token) in to_start {
             self.spawn_stream(stream, token);
@@ -390,28 +401,112 @@ impl HubState {
         }
     }
 
-    fn drop_interest(&mut self, key: &ObjectKey, ctj: &CtjRef) {
-        if let Some(set) = self.interest.get_mut(key) {
-            set.remove(ctj);
-            if set.is_empty() {
-                self.interest.remove(key);
-                self.fingerprints.retain(|(k, _, _), _| k != key);
-            }
+    /// Removes `ctj`'s interest in `key`; true when that was the key's last CTJ.
+    fn drop_interest(&mut self, key: &ObjectKey, ctj: &CtjRef) -> bool {
+        let Some(set) = self.interest.get_mut(key) else {
+            return false;
+        };
+        set.remove(ctj);
+        if !set.is_empty() {
+            return false;
+        }
+        self.interest.remove(key);
+        self.fingerprints.retain(|(k, _, _), _| k != key);
+        if let Some(users) = self.stream_users.get_mut(&key.stream) {
+            *users = users.saturating_sub(1);
+        }
+        true
+    }
+
+    /// Stops `stream` when no watched object uses it any more.
+    fn stop_if_unused(&mut self, stream: &StreamKey) {
+        if self
+            .stream_users
+            .get(stream)
+            .is_some_and(|users| *users > 0)
+        {
+            return;
+        }
+        self.stream_users.remove(stream);
+        if let Some(task) = self.streams.remove(stream).and_then(|s| s.task) {
+            task.cancel();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub() -> (WatchHub, CancellationToken) {
+        // The streams' requests go nowhere: these tests look at the bookkeeping only.
+        let (service, handle) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        drop(handle);
+        let shutdown = CancellationToken::new();
+        let hub = WatchHub::new(
+            Client::new(service, "default"),
+            WakeRoutes::default(),
+            shutdown.clone(),
+        );
+        (hub, shutdown)
+    }
+
+    fn key(kind: &str, plural: &str, namespace: &str, name: &str) -> ObjectKey {
+        let resource = ApiResource {
+            group: String::new(),
+            version: "v1".into(),
+            api_version: "v1".into(),
+            kind: kind.into(),
+            plural: plural.into(),
+        };
+        ObjectKey {
+            stream: StreamKey::new(&resource, Some(namespace)),
+            name: name.into(),
         }
     }
 
-    fn stop_unused_streams(&mut self) {
-        let used: HashSet<&StreamKey> = self.interest.keys().map(|k| &k.stream).collect();
-        let unused: Vec<StreamKey> = self
-            .streams
-            .keys()
-            .filter(|s| !used.contains(s))
-            .cloned()
-            .collect();
-        for stream in unused {
-            if let Some(task) = self.streams.remove(&stream).and_then(|s| s.task) {
-                task.cancel();
-            }
-        }
+    fn ctj(name: &str) -> CtjRef {
+        ObjectRef::new(name).within("apps")
+    }
+
+    #[tokio::test]
+    async fn streams_live_exactly_as_long_as_some_ctj_watches_one_of_their_objects() {
+        let (hub, shutdown) = hub();
+        let cm_a = key("ConfigMap", "configmaps", "ns1", "a");
+        let cm_b = key("ConfigMap", "configmaps", "ns1", "b");
+        let cm_other_ns = key("ConfigMap", "configmaps", "ns2", "a");
+        let secret = key("Secret", "secrets", "ns1", "x");
+
+        hub.set_interest(&ctj("one"), HashSet::from([cm_a.clone(), cm_b.clone()]));
+        hub.set_interest(&ctj("two"), HashSet::from([cm_a.clone()]));
+        assert_eq!((hub.streams(), hub.watched_objects()), (1, 2));
+
+        // The same interest again changes nothing.
+        hub.set_interest(&ctj("one"), HashSet::from([cm_a.clone(), cm_b.clone()]));
+        assert_eq!((hub.streams(), hub.watched_objects()), (1, 2));
+
+        // "one" moves to a Secret: the ConfigMap stream stays for "two".
+        hub.set_interest(&ctj("one"), HashSet::from([secret.clone()]));
+        assert_eq!((hub.streams(), hub.watched_objects()), (2, 2));
+
+        // Swapping one object for another of the same stream keeps the stream.
+        hub.set_interest(&ctj("two"), HashSet::from([cm_b.clone()]));
+        assert_eq!((hub.streams(), hub.watched_objects()), (2, 2));
+        hub.set_interest(&ctj("two"), HashSet::from([cm_other_ns.clone()]));
+        assert_eq!((hub.streams(), hub.watched_objects()), (2, 2));
+
+        hub.forget(&ctj("two"));
+        assert_eq!((hub.streams(), hub.watched_objects()), (1, 1));
+        hub.forget(&ctj("one"));
+        assert_eq!((hub.streams(), hub.watched_objects()), (0, 0));
+        assert!(hub.known_ctjs().is_empty());
+
+        // And a stream comes back when an object of it is watched again.
+        hub.set_interest(&ctj("one"), HashSet::from([cm_a]));
+        assert_eq!((hub.streams(), hub.watched_objects()), (1, 1));
+        shutdown.cancel();
     }
 }
