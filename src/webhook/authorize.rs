@@ -189,21 +189,15 @@ mod tests {
     use serde_json::json;
 
     fn ctj() -> ChangeTriggeredJob {
-        serde_json::from_value(json!({
-            "apiVersion": "triggers.changejob.dev/v1alpha",
-            "kind": "ChangeTriggeredJob",
-            "metadata": { "name": "w", "namespace": "prod" },
-            "spec": {
-                "jobTemplate": { "spec": { "template": { "spec": { "containers": [] } } } },
-                "resources": [
-                    { "apiVersion": "v1", "kind": "Secret", "name": "db", "namespace": "prod" },
-                    { "apiVersion": "v1", "kind": "Node", "name": "w1" },
-                    { "apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "namespace": "prod" },
-                    { "apiVersion": "v1", "kind": "Secret", "name": "db", "namespace": "prod", "fields": ["data"] }
-                ]
-            }
-        }))
-        .unwrap_or_else(|e| panic!("{e}"))
+        crate::webhook::fixtures::ctj(
+            "prod",
+            json!([
+                { "apiVersion": "v1", "kind": "Secret", "name": "db", "namespace": "prod" },
+                { "apiVersion": "v1", "kind": "Node", "name": "w1" },
+                { "apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "namespace": "prod" },
+                { "apiVersion": "v1", "kind": "Secret", "name": "db", "namespace": "prod", "fields": ["data"] }
+            ]),
+        )
     }
 
     fn kind(group: &str, kind: &str, plural: &str, namespaced: bool) -> Option<KindInfo> {

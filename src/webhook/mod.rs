@@ -41,6 +41,8 @@ pub mod admission;
 pub mod authorize;
 pub mod certs;
 pub mod checks;
+#[cfg(test)]
+mod fixtures;
 pub mod mutate;
 pub mod review;
 pub mod server;

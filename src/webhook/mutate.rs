@@ -183,22 +183,15 @@ mod tests {
     }
 
     fn minimal() -> Value {
-        json!({
-            "apiVersion": "triggers.changejob.dev/v1alpha",
-            "kind": "ChangeTriggeredJob",
-            "metadata": { "name": "w", "namespace": "default" },
-            "spec": {
-                "jobTemplate": { "spec": { "template": { "spec": {
-                    "containers": [{ "name": "c", "image": "busybox" }],
-                    "restartPolicy": "Never" } } } },
-                "resources": [
-                    { "apiVersion": "v1", "kind": "ConfigMap", "name": "a", "namespace": "default" },
-                    { "apiVersion": "v1", "kind": "Secret", "name": "b", "namespace": "default",
-                      "fields": ["data"] },
-                    { "apiVersion": "v1", "kind": "Node", "name": "n", "fields": [] }
-                ]
-            }
-        })
+        crate::webhook::fixtures::ctj_json(
+            "default",
+            json!([
+                { "apiVersion": "v1", "kind": "ConfigMap", "name": "a", "namespace": "default" },
+                { "apiVersion": "v1", "kind": "Secret", "name": "b", "namespace": "default",
+                  "fields": ["data"] },
+                { "apiVersion": "v1", "kind": "Node", "name": "n", "fields": [] }
+            ]),
+        )
     }
 
     fn apply(object: &Value, patch: &Patch) -> Value {

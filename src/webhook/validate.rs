@@ -309,19 +309,7 @@ mod tests {
     use serde_json::json;
 
     fn object() -> Value {
-        json!({
-            "apiVersion": "triggers.changejob.dev/v1alpha",
-            "kind": "ChangeTriggeredJob",
-            "metadata": { "name": "w", "namespace": "default" },
-            "spec": {
-                "jobTemplate": { "spec": { "template": { "spec": {
-                    "containers": [{ "name": "c", "image": "busybox" }],
-                    "restartPolicy": "Never" } } } },
-                "resources": [
-                    { "apiVersion": "v1", "kind": "ConfigMap", "name": "a", "namespace": "default" }
-                ]
-            }
-        })
+        crate::webhook::fixtures::ctj_json("default", crate::webhook::fixtures::one_configmap())
     }
 
     fn problems(object: &Value) -> Vec<String> {

@@ -116,19 +116,10 @@ mod tests {
     use serde_json::{Value, json};
 
     fn ctj(spec_patch: Value) -> ChangeTriggeredJob {
-        let mut o = json!({
-            "apiVersion": "triggers.changejob.dev/v1alpha",
-            "kind": "ChangeTriggeredJob",
-            "metadata": { "name": "w", "namespace": "default" },
-            "spec": {
-                "jobTemplate": { "spec": { "template": { "spec": {
-                    "containers": [{ "name": "c", "image": "busybox" }],
-                    "restartPolicy": "Never" } } } },
-                "resources": [
-                    { "apiVersion": "v1", "kind": "ConfigMap", "name": "a", "namespace": "default" }
-                ]
-            }
-        });
+        let mut o = crate::webhook::fixtures::ctj_json(
+            "default",
+            crate::webhook::fixtures::one_configmap(),
+        );
         if let (Some(spec), Value::Object(extra)) = (o["spec"].as_object_mut(), spec_patch) {
             spec.extend(extra);
         }

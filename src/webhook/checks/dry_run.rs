@@ -236,18 +236,10 @@ mod tests {
     use serde_json::json;
 
     fn ctj() -> ChangeTriggeredJob {
-        serde_json::from_value(json!({
-            "apiVersion": "triggers.changejob.dev/v1alpha",
-            "kind": "ChangeTriggeredJob",
-            "metadata": { "name": "w", "namespace": "prod" },
-            "spec": {
-                "jobTemplate": { "spec": { "template": { "spec": {
-                    "containers": [{ "name": "c", "image": "busybox" }],
-                    "restartPolicy": "Never" } } } },
-                "resources": [{ "apiVersion": "v1", "kind": "ConfigMap", "name": "a", "namespace": "prod" }]
-            }
-        }))
-        .unwrap_or_else(|e| panic!("{e}"))
+        crate::webhook::fixtures::ctj(
+            "prod",
+            json!([{ "apiVersion": "v1", "kind": "ConfigMap", "name": "a", "namespace": "prod" }]),
+        )
     }
 
     fn invalid(causes: Vec<StatusCause>) -> Status {
