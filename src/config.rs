@@ -499,13 +499,33 @@ mod tests {
             o: Overrides,
         }
         let cmd = Cli::command();
-        let defaults = serde_json::to_value(Settings::default()).unwrap_or_default();
-        let names: Vec<String> = defaults
-            .as_object()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
+        let names = setting_names();
         assert!(!names.is_empty());
-        for name in names {
+        for (name, kebab, env) in names {
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_long() == Some(kebab.as_str()));
+            let arg = arg.unwrap_or_else(|| panic!("no flag --{kebab} for setting {name}"));
+            assert_eq!(
+                arg.get_env().and_then(|e| e.to_str()),
+                Some(env.as_str()),
+                "{name}"
+            );
+        }
+    }
+}
+
+/// Every setting as (config-file name, flag name without `--`, environment variable).
+#[cfg(test)]
+fn setting_names() -> Vec<(String, String, String)> {
+    let defaults = serde_json::to_value(Settings::default()).unwrap_or_default();
+    let names = defaults
+        .as_object()
+        .map(|m| m.keys().cloned().collect::<Vec<_>>());
+    names
+        .unwrap_or_default()
+        .into_iter()
+        .map(|name| {
             let kebab: String = name
                 .chars()
                 .flat_map(|c| {
@@ -516,18 +536,10 @@ mod tests {
                     }
                 })
                 .collect();
-            let arg = cmd
-                .get_arguments()
-                .find(|a| a.get_long() == Some(kebab.as_str()));
-            let arg = arg.unwrap_or_else(|| panic!("no flag --{kebab} for setting {name}"));
             let env = format!("KUBE_CHANGEJOB_{}", kebab.replace('-', "_").to_uppercase());
-            assert_eq!(
-                arg.get_env().and_then(|e| e.to_str()),
-                Some(env.as_str()),
-                "{name}"
-            );
-        }
-    }
+            (name, kebab, env)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -538,23 +550,7 @@ mod documentation {
     #[test]
     fn every_setting_is_documented() {
         let doc = include_str!("../docs/configuration.md");
-        let defaults = serde_json::to_value(Settings::default()).unwrap_or_default();
-        for name in defaults
-            .as_object()
-            .map(|m| m.keys().cloned().collect::<Vec<_>>())
-            .unwrap_or_default()
-        {
-            let kebab: String = name
-                .chars()
-                .flat_map(|c| {
-                    if c.is_ascii_uppercase() {
-                        vec!['-', c.to_ascii_lowercase()]
-                    } else {
-                        vec![c]
-                    }
-                })
-                .collect();
-            let env = format!("KUBE_CHANGEJOB_{}", kebab.replace('-', "_").to_uppercase());
+        for (name, kebab, env) in setting_names() {
             let row = format!("| `{name}` | `{env}` | `--{kebab}` |");
             assert!(
                 doc.contains(&row),
