@@ -177,7 +177,7 @@ impl DiscoveryCache {
             Some(_) => self.refresh_allowed(&gv),
         };
         let resources = if may_refresh {
-            self.fetch_once(&gv, &group, &version, api_version).await?
+            self.fetch(&gv, &group, &version, api_version).await?
         } else {
             cached.and_then(|(r, _)| r)
         };
@@ -210,9 +210,9 @@ impl DiscoveryCache {
             .unwrap_or(true)
     }
 
-    /// Fetches a group-version unless a lookup that was already fetching it when we asked has
+    /// Fetches a group-version, unless a lookup that was already fetching it when we asked has
     /// finished meanwhile, in which case its answer is used.
-    async fn fetch_once(
+    async fn fetch(
         &self,
         gv: &str,
         group: &str,
@@ -231,19 +231,9 @@ impl DiscoveryCache {
                 .filter(|e| e.fetched >= asked)
                 .map(|e| e.resources.clone())
         });
-        match fresh {
-            Some(resources) => Ok(resources),
-            None => self.fetch(gv, group, version, api_version).await,
+        if let Some(resources) = fresh {
+            return Ok(resources);
         }
-    }
-
-    async fn fetch(
-        &self,
-        gv: &str,
-        group: &str,
-        version: &str,
-        api_version: &str,
-    ) -> Result<Option<Vec<APIResource>>, LookupError> {
         let answer = if group.is_empty() {
             self.client.list_core_api_resources(version).await
         } else {
