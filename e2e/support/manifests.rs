@@ -248,67 +248,58 @@ impl CtjBuilder {
 
     /// A label on the ChangeTriggeredJob itself.
     pub fn label(mut self, key: &str, value: &str) -> Self {
-        self.ctj
-            .metadata
-            .labels
-            .get_or_insert_with(BTreeMap::new)
-            .insert(key.into(), value.into());
+        put(&mut self.ctj.metadata.labels, key, value);
         self
     }
 
     /// An annotation on the ChangeTriggeredJob itself.
     pub fn annotation(mut self, key: &str, value: &str) -> Self {
-        self.ctj
-            .metadata
-            .annotations
-            .get_or_insert_with(BTreeMap::new)
-            .insert(key.into(), value.into());
+        put(&mut self.ctj.metadata.annotations, key, value);
         self
     }
 
     /// A label in `jobTemplate.metadata`.
     pub fn job_label(mut self, key: &str, value: &str) -> Self {
-        self.ctj
-            .spec
-            .job_template
-            .metadata
-            .get_or_insert_with(ObjectMeta::default)
-            .labels
-            .get_or_insert_with(BTreeMap::new)
-            .insert(key.into(), value.into());
+        put(&mut self.job_meta().labels, key, value);
         self
     }
 
     /// An annotation in `jobTemplate.metadata`.
     pub fn job_annotation(mut self, key: &str, value: &str) -> Self {
-        self.ctj
-            .spec
-            .job_template
-            .metadata
-            .get_or_insert_with(ObjectMeta::default)
-            .annotations
-            .get_or_insert_with(BTreeMap::new)
-            .insert(key.into(), value.into());
+        put(&mut self.job_meta().annotations, key, value);
         self
     }
 
     /// A label in the Job's pod template metadata.
     pub fn pod_label(mut self, key: &str, value: &str) -> Self {
         if let Some(spec) = self.ctj.spec.job_template.spec.as_mut() {
-            spec.template
+            let meta = spec
+                .template
                 .metadata
-                .get_or_insert_with(ObjectMeta::default)
-                .labels
-                .get_or_insert_with(BTreeMap::new)
-                .insert(key.into(), value.into());
+                .get_or_insert_with(ObjectMeta::default);
+            put(&mut meta.labels, key, value);
         }
         self
+    }
+
+    fn job_meta(&mut self) -> &mut ObjectMeta {
+        self.ctj
+            .spec
+            .job_template
+            .metadata
+            .get_or_insert_with(ObjectMeta::default)
     }
 
     /// The manifest.
     pub fn build(self) -> ChangeTriggeredJob {
         self.ctj
     }
+}
+
+/// Sets `key` in a label or annotation map, creating the map when absent.
+fn put(map: &mut Option<BTreeMap<String, String>>, key: &str, value: &str) {
+    map.get_or_insert_with(BTreeMap::new)
+        .insert(key.into(), value.into());
 }
 
 /// `TriggerCondition::All`, re-exported for the scenarios.
