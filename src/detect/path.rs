@@ -41,7 +41,8 @@ pub enum Segment {
 
 /// Why a field path could not be parsed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid field path {path:?}: {reason} (at character {position})")]
+// The path is shown as written (not debug-escaped), so backslash escapes read as typed.
+#[error("invalid field path \"{path}\": {reason} (at character {position})")]
 pub struct PathError {
     /// The path as written.
     pub path: String,
@@ -551,6 +552,11 @@ mod tests {
             .unwrap_or_else(|| panic!("accepted"));
         assert_eq!(err.position, 7);
         assert!(err.reason.contains("unknown escape"), "{}", err.reason);
+        assert!(
+            err.to_string()
+                .starts_with(r#"invalid field path "data.a\nb": "#),
+            "{err}"
+        );
         let err = FieldPath::parse(r"data.a\")
             .err()
             .unwrap_or_else(|| panic!("accepted"));
