@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod controller;
 pub mod detect;
+pub mod dev;
 pub mod discovery;
 pub mod inspect;
 pub mod leader;

@@ -25,6 +25,9 @@ struct Cli {
 enum Command {
     /// Run the operator (admission webhook, metrics, and the reconcile loop while leading).
     Run(Box<Overrides>),
+    /// Try it on your cluster: apply the CRD (server-side) and run the operator here against the
+    /// current kube context, webhook off, metrics on http://127.0.0.1:8080. Takes `run`'s flags.
+    Dev(Box<Overrides>),
     /// Print the ChangeTriggeredJob CustomResourceDefinition as YAML.
     Crd,
     /// Show what `fields` paths select in objects from a file, and their fingerprints.
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(overrides) => kube_changejob::run::main(*overrides),
+        Command::Dev(overrides) => kube_changejob::dev::main(*overrides),
         Command::Crd => match api::crd_yaml() {
             Ok(yaml) => emit(&yaml),
             Err(e) => {
