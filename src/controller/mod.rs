@@ -12,6 +12,7 @@ pub mod key;
 mod observe;
 mod reconcile;
 mod report;
+mod resume;
 mod round;
 pub mod watches;
 
@@ -144,7 +145,9 @@ async fn run_term(deps: Dependencies, term: CancellationToken) {
         routes.add(scope.clone(), tx);
         receivers.push(rx);
     }
-    let hub = WatchHub::new(deps.client.clone(), routes, term.clone());
+    let hub = WatchHub::new(deps.client.clone(), routes, term.clone())
+        .with_request_rate(settings.api_qps, settings.poll_interval);
+    tokio::spawn(hub.clone().reobserve_while_broken());
     let recorder = events::EventPublisher::new(deps.client.clone(), &settings.pod_name);
     let shared = Arc::new(Shared::new(
         deps.client.clone(),
@@ -187,11 +190,38 @@ fn controller_for(
         ),
         None => (Api::all(client.clone()), Api::all(client)),
     };
+    // Both watches restart by themselves after any failure, listing again at once after a
+    // 410 (see `resume`); they never yield errors, so the controller's own trigger backoff,
+    // which would also hold back every other trigger, never engages.
+    let ceiling: resume::Ceiling = {
+        let hub = shared.hub.clone();
+        Arc::new(move || hub.retry_ceiling())
+    };
+    let scope_name = scope.as_deref().unwrap_or("all namespaces").to_string();
     let (job_reader, job_writer) = reflector::store();
-    let job_events = watcher(jobs_api, watcher::Config::default().labels(OWNER_LABEL))
-        .default_backoff()
-        .reflect(job_writer)
-        .touched_objects();
+    let job_events = resume::resumed(
+        format!("Jobs in {scope_name}"),
+        move || {
+            watcher(
+                jobs_api.clone(),
+                watcher::Config::default().labels(OWNER_LABEL),
+            )
+            .boxed()
+        },
+        ceiling.clone(),
+        Arc::new(|_| {}),
+    )
+    .reflect(job_writer)
+    .touched_objects();
+    let (ctj_reader, ctj_writer) = reflector::store();
+    let ctj_events = resume::resumed(
+        format!("ChangeTriggeredJobs in {scope_name}"),
+        move || watcher(ctj_api.clone(), watcher::Config::default()).boxed(),
+        ceiling,
+        Arc::new(|_| {}),
+    )
+    .reflect(ctj_writer)
+    .applied_objects();
     let wakeups =
         futures::stream::unfold(
             wakeups,
@@ -202,7 +232,7 @@ fn controller_for(
         shared,
         jobs: job_reader,
     });
-    let controller = Controller::new(ctj_api, watcher::Config::default())
+    let controller = Controller::for_stream(ctj_events, ctj_reader)
         .owns_stream(job_events)
         .reconcile_on(wakeups)
         .with_config(

@@ -11,5 +11,6 @@ pub mod history;
 pub mod job;
 pub mod job_state;
 pub mod path;
+pub mod resume;
 pub mod select;
 pub mod trigger;
