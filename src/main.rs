@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use kube_changejob::config::Overrides;
 use kube_changejob::detect::fingerprint::FingerprintKey;
-use kube_changejob::{api, inspect};
+use kube_changejob::{api, inspect, plugin};
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +29,9 @@ enum Command {
     Crd,
     /// Show what `fields` paths select in objects from a file, and their fingerprints.
     Fields(FieldsArgs),
+    /// Print every metric family the operator exports (Prometheus text format), one series of
+    /// each: the names that dashboards and alerts may use.
+    Metrics,
     /// Print the version.
     Version,
 }
@@ -57,6 +60,13 @@ enum OutputFormat {
 }
 
 fn main() -> ExitCode {
+    // Installed (or symlinked) as kubectl-changejob, the binary is the kubectl plugin.
+    if std::env::args_os()
+        .next()
+        .is_some_and(|argv0| plugin::called_as_plugin(&argv0))
+    {
+        return plugin::main(std::env::args_os());
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Run(overrides) => kube_changejob::run::main(*overrides),
@@ -68,6 +78,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Fields(args) => fields(args),
+        Command::Metrics => match kube_changejob::metrics::Metrics::catalogue() {
+            Ok(text) => emit(&text),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Version => emit(&format!("kube-changejob {}\n", env!("CARGO_PKG_VERSION"))),
     }
 }

@@ -10,16 +10,19 @@ mod events;
 mod jobs;
 pub mod key;
 mod observe;
+mod prime;
 mod reconcile;
 mod report;
 mod resume;
 mod round;
+mod settled;
+mod slim;
 pub mod watches;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use kube::Client;
 use kube::api::Api;
@@ -90,6 +93,7 @@ pub async fn run(
         tokio::select! {
             () = run_term(deps.clone(), term.clone()) => {
                 term.cancel();
+                deps.metrics.ctj_conditions.clear();
                 if shutdown.is_cancelled() {
                     return;
                 }
@@ -99,6 +103,8 @@ pub async fn run(
             () = lost => {
                 // Dropping the term's future cancels in-flight reconciles immediately.
                 term.cancel();
+                // The new leader reports the CTJs' conditions from now on.
+                deps.metrics.ctj_conditions.clear();
                 warn!("lost leadership: reconcile loop stopped");
             }
             () = shutdown.cancelled() => {
@@ -146,6 +152,7 @@ async fn run_term(deps: Dependencies, term: CancellationToken) {
         receivers.push(rx);
     }
     let hub = WatchHub::new(deps.client.clone(), routes, term.clone())
+        .relist_every(settings.relist_interval)
         .with_request_rate(settings.api_qps, settings.poll_interval);
     tokio::spawn(hub.clone().reobserve_while_broken());
     let recorder = events::EventPublisher::new(deps.client.clone(), &settings.pod_name);
@@ -167,6 +174,7 @@ async fn run_term(deps: Dependencies, term: CancellationToken) {
         stores.push(store);
         controllers.push(future);
     }
+    shared.primer.use_stores(stores.clone());
     let sweep = sweep_deleted(shared.clone(), stores, term.clone());
     tokio::select! {
         _ = futures::future::join_all(controllers) => {}
@@ -199,6 +207,7 @@ fn controller_for(
     };
     let scope_name = scope.as_deref().unwrap_or("all namespaces").to_string();
     let (job_reader, job_writer) = reflector::store();
+    let settled_of = shared.clone();
     let job_events = resume::resumed(
         format!("Jobs in {scope_name}"),
         move || {
@@ -211,17 +220,15 @@ fn controller_for(
         ceiling.clone(),
         Arc::new(|_| {}),
     )
+    .modify(slim::slim_job)
     .reflect(job_writer)
-    .touched_objects();
-    let (ctj_reader, ctj_writer) = reflector::store();
-    let ctj_events = resume::resumed(
-        format!("ChangeTriggeredJobs in {scope_name}"),
-        move || watcher(ctj_api.clone(), watcher::Config::default()).boxed(),
-        ceiling,
-        Arc::new(|_| {}),
-    )
-    .reflect(ctj_writer)
-    .applied_objects();
+    .touched_objects()
+    // A Job's state is an input of its owner's status: the owner is not settled any more.
+    .inspect_ok(move |job| {
+        if let Some(owner) = controlling_ctj(job) {
+            settled_of.hub.settled().invalidate(&owner);
+        }
+    });
     let wakeups =
         futures::stream::unfold(
             wakeups,
@@ -232,7 +239,21 @@ fn controller_for(
         shared,
         jobs: job_reader,
     });
-    let controller = Controller::for_stream(ctj_events, ctj_reader)
+    let (ctj_reader, ctj_writer) = reflector::store();
+    let ctjs = resume::resumed(
+        format!("ChangeTriggeredJobs in {scope_name}"),
+        move || watcher(ctj_api.clone(), watcher::Config::default()).boxed(),
+        ceiling,
+        Arc::new(|_| {}),
+    )
+    .modify(|guarded: &mut GuardedCtj| {
+        if let Ok(ctj) = guarded.0.as_mut() {
+            slim::slim_ctj(ctj);
+        }
+    })
+    .reflect(ctj_writer)
+    .applied_objects();
+    let controller = Controller::for_stream(ctjs, ctj_reader)
         .owns_stream(job_events)
         .reconcile_on(wakeups)
         .with_config(
@@ -255,6 +276,17 @@ fn controller_for(
         })
         .boxed();
     (store, future)
+}
+
+/// The ChangeTriggeredJob that controls `job`, as the watch hub names it.
+fn controlling_ctj(job: &Job) -> Option<CtjRef> {
+    let namespace = job.metadata.namespace.as_deref()?;
+    job.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true) && o.kind == crate::api::KIND)
+        .map(|o| CtjRef::new(&o.name).within(namespace))
 }
 
 /// Drops the watch interest of ChangeTriggeredJobs that were deleted (a deleted object is not
@@ -281,6 +313,10 @@ async fn sweep_deleted(
                 shared.hub.forget(&ctj);
             }
         }
+        shared.metrics.ctj_conditions.retain(|namespace, name| {
+            let ctj = CtjRef::new(name).within(namespace);
+            stores.iter().any(|s| s.get(&ctj).is_some())
+        });
         shared
             .metrics
             .watched_objects

@@ -12,5 +12,6 @@ pub mod job;
 pub mod job_state;
 pub mod path;
 pub mod resume;
+pub mod resync;
 pub mod select;
 pub mod trigger;
