@@ -33,6 +33,7 @@ use crate::api::ChangeTriggeredJob;
 use crate::detect::fingerprint::Fingerprint;
 use crate::detect::resume::{REOBSERVE_INTERVAL, WatchFailure, reobserve_interval, retry_ceiling};
 
+mod cluster;
 mod relist;
 
 /// One watch stream: a resource type, in one namespace or cluster-wide.
@@ -124,6 +125,10 @@ struct HubState {
     /// scanning every key.
     stream_users: HashMap<StreamKey, usize>,
     per_ctj: HashMap<CtjRef, HashSet<ObjectKey>>,
+    /// Cluster-wide watches of namespaced kinds watched in many namespaces (see `cluster`).
+    cluster: HashMap<StreamKey, cluster::ClusterSource>,
+    /// Kinds the operator may not watch cluster-wide.
+    cluster_denied: HashSet<StreamKey>,
     /// Fingerprint cache: (object, fields, key id) → (resourceVersion, fingerprint).
     fingerprints: HashMap<(ObjectKey, Vec<String>, String), (String, Fingerprint)>,
 }
@@ -162,6 +167,8 @@ pub struct WatchHub {
     shutdown: CancellationToken,
     /// How often each stream is compared with a fresh LIST (`None`: never).
     relist_interval: Option<Duration>,
+    /// Namespaces per kind past which the kind is watched cluster-wide (`None`: never).
+    cluster_threshold: Option<usize>,
     rate: RequestRate,
 }
 
@@ -183,6 +190,7 @@ impl WatchHub {
             routes,
             shutdown,
             relist_interval: None,
+            cluster_threshold: None,
             rate: RequestRate {
                 qps: crate::config::Settings::default().api_qps,
                 poll_interval: crate::config::Settings::default().poll_interval,
@@ -277,6 +285,13 @@ impl WatchHub {
             .unwrap_or(0)
     }
 
+    /// Watches a namespaced kind cluster-wide once its watched objects live in more than
+    /// `namespaces` namespaces (0: never).
+    pub fn cluster_watch_past(mut self, namespaces: usize) -> Self {
+        self.cluster_threshold = (namespaces > 0).then_some(namespaces);
+        self
+    }
+
     /// Compares every stream with a fresh LIST this often, to catch changes a watch missed.
     pub fn relist_every(mut self, interval: Duration) -> Self {
         self.relist_interval = Some(interval);
@@ -287,6 +302,7 @@ impl WatchHub {
     /// as needed.
     pub fn set_interest(&self, ctj: &CtjRef, objects: HashSet<ObjectKey>) {
         let mut to_start = Vec::new();
+        let mut to_promote = Vec::new();
         {
             let Ok(mut state) = self.state.lock() else {
                 return;
@@ -306,15 +322,25 @@ impl WatchHub {
                     *state.stream_users.entry(key.stream.clone()).or_default() += 1;
                 }
                 if !state.streams.contains_key(&key.stream) {
-                    let token = self.shutdown.child_token();
-                    state.streams.insert(
-                        key.stream.clone(),
-                        StreamState {
-                            task: Some(token.clone()),
-                            ..StreamState::default()
-                        },
-                    );
-                    to_start.push((key.stream.clone(), token));
+                    if let Some(served) = state.served_by_cluster(&key.stream) {
+                        state.streams.insert(key.stream.clone(), served);
+                    } else {
+                        let token = self.shutdown.child_token();
+                        state.streams.insert(
+                            key.stream.clone(),
+                            StreamState {
+                                task: Some(token.clone()),
+                                ..StreamState::default()
+                            },
+                        );
+                        to_start.push((key.stream.clone(), token));
+                    }
+                    if let Some(threshold) = self.cluster_threshold
+                        && let Some(kind) =
+                            state.maybe_promote(&key.stream, threshold, &self.shutdown)
+                    {
+                        to_promote.push(kind);
+                    }
                 }
             }
             if !objects.is_empty() {
@@ -327,11 +353,19 @@ impl WatchHub {
             }
         }
         for (stream, token) in to_start {
-            if let Some(interval) = self.relist_interval {
-                self.spawn_relist(stream.clone(), token.clone(), interval);
-            }
-            self.spawn_stream(stream, token);
+            self.start_stream(stream, token);
         }
+        for (kind, token) in to_promote {
+            self.spawn_cluster(kind, token);
+        }
+    }
+
+    /// Runs the watch of `stream` (and its periodic check) until `token` is cancelled.
+    fn start_stream(&self, stream: StreamKey, token: CancellationToken) {
+        if let Some(interval) = self.relist_interval {
+            self.spawn_relist(stream.clone(), token.clone(), interval);
+        }
+        self.spawn_stream(stream, token);
     }
 
     /// Forgets a deleted CTJ.
@@ -617,6 +651,7 @@ impl HubState {
         if let Some(task) = self.streams.remove(stream).and_then(|s| s.task) {
             task.cancel();
         }
+        self.stop_cluster_if_unused(stream);
     }
 }
 
