@@ -153,9 +153,7 @@ async fn run_term(deps: Dependencies, term: CancellationToken) {
     }
     let hub = WatchHub::new(deps.client.clone(), routes, term.clone())
         .relist_every(settings.relist_interval)
-        .cluster_watch_past(
-            usize::try_from(settings.cluster_watch_threshold).unwrap_or(usize::MAX),
-        )
+        .cluster_watch_past(usize::try_from(settings.cluster_watch_threshold).unwrap_or(usize::MAX))
         .with_request_rate(settings.api_qps, settings.poll_interval);
     tokio::spawn(hub.clone().reobserve_while_broken());
     let recorder = events::EventPublisher::new(deps.client.clone(), &settings.pod_name);
