@@ -124,6 +124,11 @@ pub struct Settings {
     pub metrics_secure: bool,
     /// Secret holding the installation's fingerprint key (created if absent).
     pub fingerprint_key_secret: String,
+
+    /// Most objects one selector entry (`spec.resources[].selector`) may match; beyond it the
+    /// ChangeTriggeredJob is Degraded with reason TooManyObjects instead of watching part of
+    /// the set.
+    pub max_selector_members: u32,
 }
 
 impl Default for Settings {
@@ -156,6 +161,8 @@ impl Default for Settings {
             metrics_bind_address: SocketAddr::from(([0, 0, 0, 0], 8443)),
             metrics_secure: true,
             fingerprint_key_secret: "kube-changejob-fingerprint-key".into(),
+
+            max_selector_members: 1000,
         }
     }
 }
@@ -247,6 +254,10 @@ pub struct Overrides {
     /// Secret holding the fingerprint key.
     #[arg(long, env = "KUBE_CHANGEJOB_FINGERPRINT_KEY_SECRET")]
     pub fingerprint_key_secret: Option<String>,
+
+    /// Most objects one selector entry may match.
+    #[arg(long, env = "KUBE_CHANGEJOB_MAX_SELECTOR_MEMBERS")]
+    pub max_selector_members: Option<u32>,
 }
 
 fn parse_flag_duration(text: &str) -> Result<Duration, String> {
@@ -325,6 +336,7 @@ impl Settings {
         set(&mut self.metrics_bind_address, &o.metrics_bind_address);
         set(&mut self.metrics_secure, &o.metrics_secure);
         set(&mut self.fingerprint_key_secret, &o.fingerprint_key_secret);
+        set(&mut self.max_selector_members, &o.max_selector_members);
         self.namespaces.retain(|ns| !ns.trim().is_empty());
     }
 
@@ -393,6 +405,9 @@ impl Settings {
         }
         if self.fingerprint_key_secret.is_empty() {
             return invalid("fingerprintKeySecret", "must not be empty");
+        }
+        if self.max_selector_members == 0 {
+            return invalid("maxSelectorMembers", "must be at least 1");
         }
         Ok(())
     }

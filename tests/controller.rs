@@ -3,6 +3,8 @@
 
 #[path = "controller/harness.rs"]
 mod harness;
+#[path = "controller/selectors.rs"]
+mod selectors;
 mod support;
 
 use std::time::Duration;

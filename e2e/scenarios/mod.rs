@@ -21,6 +21,9 @@ mod s14_unknown_kind_is_degraded;
 mod s15_restart_does_not_duplicate_or_lose;
 mod s16_two_replicas_one_leader;
 mod s17_forbidden_object_is_degraded;
+mod s18_selector_object_created_runs_one_job;
+mod s19_selector_member_relabelled_out_runs_one_job;
+mod s20_selector_non_member_change_runs_none;
 
 /// Every scenario, in number order.
 pub static ALL: &[Scenario] = &[
@@ -41,4 +44,7 @@ pub static ALL: &[Scenario] = &[
     s15_restart_does_not_duplicate_or_lose::SCENARIO,
     s16_two_replicas_one_leader::SCENARIO,
     s17_forbidden_object_is_degraded::SCENARIO,
+    s18_selector_object_created_runs_one_job::SCENARIO,
+    s19_selector_member_relabelled_out_runs_one_job::SCENARIO,
+    s20_selector_non_member_change_runs_none::SCENARIO,
 ];

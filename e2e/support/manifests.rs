@@ -130,6 +130,7 @@ pub fn watch(api_version: &str, kind: &str, namespace: &str, name: &str) -> Reso
         kind: kind.into(),
         name: name.into(),
         namespace: Some(namespace.into()),
+        selector: None,
         fields: None,
     }
 }
@@ -141,8 +142,42 @@ pub fn watch_cluster(api_version: &str, kind: &str, name: &str) -> ResourceRefer
         kind: kind.into(),
         name: name.into(),
         namespace: None,
+        selector: None,
         fields: None,
     }
+}
+
+/// Watches the objects of a namespaced kind whose labels include all of `labels` (a selector
+/// entry with matchLabels).
+pub fn watch_selected(
+    api_version: &str,
+    kind: &str,
+    namespace: &str,
+    labels: &[(&str, &str)],
+) -> ResourceReference {
+    ResourceReference {
+        api_version: api_version.into(),
+        kind: kind.into(),
+        name: String::new(),
+        selector: Some(kube_changejob::api::LabelSelector {
+            match_labels: Some(map(labels)),
+            match_expressions: None,
+        }),
+        namespace: Some(namespace.into()),
+        fields: None,
+    }
+}
+
+/// A ConfigMap with these entries and labels.
+pub fn labelled_config_map(
+    namespace: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+    data: &[(&str, &str)],
+) -> ConfigMap {
+    let mut cm = config_map(namespace, name, data);
+    cm.metadata.labels = Some(map(labels));
+    cm
 }
 
 /// The same watched object, limited to these field paths.

@@ -10,9 +10,11 @@ mod events;
 mod jobs;
 pub mod key;
 mod observe;
+mod observe_set;
 mod reconcile;
 mod report;
 mod round;
+mod sets;
 pub mod watches;
 
 use std::sync::Arc;

@@ -45,6 +45,8 @@ pub mod reasons {
     pub const FORBIDDEN: &str = "Forbidden";
     /// Reading a watched object failed for another reason.
     pub const OBSERVATION_FAILED: &str = "ObservationFailed";
+    /// A selector entry matches more objects than the operator's maxSelectorMembers setting.
+    pub const TOO_MANY_OBJECTS: &str = "TooManyObjects";
     /// A field path does not parse.
     pub const INVALID_FIELD_PATH: &str = "InvalidFieldPath";
     /// spec.cooldown does not parse.
@@ -323,6 +325,7 @@ mod tests {
             kind: "ConfigMap".into(),
             namespace: Some("default".into()),
             name: "app".into(),
+            selector: None,
             fields: vec!["*".into()],
         }];
         let decision = Decision::Deferred {

@@ -1,5 +1,6 @@
-//! The pure core: field selection, canonical fingerprints, the trigger decision, the Job built
-//! from the template, history pruning, Job state and CTJ conditions.
+//! The pure core: field selection, label selectors, canonical fingerprints of objects and of
+//! selector sets, the trigger decision, the Job built from the template, history pruning, Job
+//! state and CTJ conditions.
 //!
 //! Nothing here does I/O or reads the clock; callers pass `now`.
 
@@ -10,6 +11,8 @@ pub mod fingerprint;
 pub mod history;
 pub mod job;
 pub mod job_state;
+pub mod label_selector;
+pub mod member_set;
 pub mod path;
 pub mod select;
 pub mod trigger;

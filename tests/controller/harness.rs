@@ -273,6 +273,7 @@ pub fn resource(
         kind: kind.into(),
         name: name.into(),
         namespace: namespace.map(str::to_string),
+        selector: None,
         fields: None,
     }
 }
