@@ -129,6 +129,17 @@ pub struct Settings {
     /// ChangeTriggeredJob is Degraded with reason TooManyObjects instead of watching part of
     /// the set.
     pub max_selector_members: u32,
+
+    // Cost at rest and at scale.
+    /// How often each watch stream is compared with a fresh paginated LIST, to catch changes
+    /// a watch missed (unchanged ChangeTriggeredJobs are not re-evaluated until a watch or this
+    /// LIST reports a change).
+    #[serde(with = "duration_text")]
+    pub relist_interval: Duration,
+    /// Past this many namespaces with watched objects of one kind, watch that kind with one
+    /// cluster-wide metadata watch instead of one per namespace (when RBAC allows it);
+    /// 0 never does.
+    pub cluster_watch_threshold: u32,
 }
 
 impl Default for Settings {
@@ -163,6 +174,8 @@ impl Default for Settings {
             fingerprint_key_secret: "kube-changejob-fingerprint-key".into(),
 
             max_selector_members: 1000,
+            relist_interval: Duration::from_secs(300),
+            cluster_watch_threshold: 10,
         }
     }
 }
@@ -258,6 +271,12 @@ pub struct Overrides {
     /// Most objects one selector entry may match.
     #[arg(long, env = "KUBE_CHANGEJOB_MAX_SELECTOR_MEMBERS")]
     pub max_selector_members: Option<u32>,
+    /// How often each watch stream is checked with a fresh LIST, e.g. 5m.
+    #[arg(long, env = "KUBE_CHANGEJOB_RELIST_INTERVAL", value_parser = parse_flag_duration)]
+    pub relist_interval: Option<Duration>,
+    /// Namespaces per kind past which the kind is watched cluster-wide (0: never).
+    #[arg(long, env = "KUBE_CHANGEJOB_CLUSTER_WATCH_THRESHOLD")]
+    pub cluster_watch_threshold: Option<u32>,
 }
 
 fn parse_flag_duration(text: &str) -> Result<Duration, String> {
@@ -337,6 +356,11 @@ impl Settings {
         set(&mut self.metrics_secure, &o.metrics_secure);
         set(&mut self.fingerprint_key_secret, &o.fingerprint_key_secret);
         set(&mut self.max_selector_members, &o.max_selector_members);
+        set(&mut self.relist_interval, &o.relist_interval);
+        set(
+            &mut self.cluster_watch_threshold,
+            &o.cluster_watch_threshold,
+        );
         self.namespaces.retain(|ns| !ns.trim().is_empty());
     }
 
@@ -408,6 +432,9 @@ impl Settings {
         }
         if self.max_selector_members == 0 {
             return invalid("maxSelectorMembers", "must be at least 1");
+        }
+        if self.relist_interval < Duration::from_secs(10) {
+            return invalid("relistInterval", "must be at least 10s");
         }
         Ok(())
     }

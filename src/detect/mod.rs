@@ -14,5 +14,6 @@ pub mod job_state;
 pub mod label_selector;
 pub mod member_set;
 pub mod path;
+pub mod resync;
 pub mod select;
 pub mod trigger;
