@@ -14,6 +14,7 @@ pub mod job_state;
 pub mod label_selector;
 pub mod member_set;
 pub mod path;
+pub mod resume;
 pub mod resync;
 pub mod select;
 pub mod trigger;
