@@ -1,9 +1,10 @@
 //! The pure core: field selection, canonical fingerprints, the trigger decision, the Job built
-//! from the template, history pruning, Job state and CTJ conditions.
+//! from the template, the concurrency policy, history pruning, Job state and CTJ conditions.
 //!
 //! Nothing here does I/O or reads the clock; callers pass `now`.
 
 pub mod canonical;
+pub mod concurrency;
 pub mod conditions;
 pub mod duration;
 pub mod fingerprint;
