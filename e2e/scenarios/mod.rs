@@ -21,6 +21,8 @@ mod s14_unknown_kind_is_degraded;
 mod s15_restart_does_not_duplicate_or_lose;
 mod s16_two_replicas_one_leader;
 mod s17_forbidden_object_is_degraded;
+mod s21_forbid_holds_until_the_job_finishes;
+mod s22_replace_deletes_the_running_job;
 
 /// Every scenario, in number order.
 pub static ALL: &[Scenario] = &[
@@ -41,4 +43,6 @@ pub static ALL: &[Scenario] = &[
     s15_restart_does_not_duplicate_or_lose::SCENARIO,
     s16_two_replicas_one_leader::SCENARIO,
     s17_forbidden_object_is_degraded::SCENARIO,
+    s21_forbid_holds_until_the_job_finishes::SCENARIO,
+    s22_replace_deletes_the_running_job::SCENARIO,
 ];
