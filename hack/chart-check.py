@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Checks of the Helm chart at the repository root, without a helm binary.
+"""Checks of the Helm chart at the repository root, with the real helm, promtool and kubectl.
 
-Called by hack/chart-check.sh, which installs the tools and builds hack/render-chart (a Go
-emulation of `helm template`). For each scenario of values it checks that:
+Called by hack/chart-check.sh, which installs the tools. `helm lint --strict` passes for every
+scenario of values, and for each scenario `helm template` checks that:
 
   * the chart renders, twice with byte-identical output (GitOps tools must see no drift);
   * every document is YAML without duplicate keys and has apiVersion, kind and metadata.name,
@@ -14,22 +14,29 @@ emulation of `helm template`). For each scenario of values it checks that:
     configuration names, certificate wiring, RBAC names, ports, probes, security context).
 
 It also checks values.schema.json (Draft 7 meta-schema, values.yaml valid, config keys equal
-to the settings in src/config.rs, bad values rejected), Chart.lock's digest, the rendered CRD
-against charts/crds, and which files `helm package .` would include and how big the archive
-would be; and that webhook-certs/ makes a certificate that verifies and webhook
-configurations that validate.
+to the settings in src/config.rs, bad values rejected by helm), that `helm dependency build`
+accepts Chart.lock, the rendered CRD against charts/crds, which files `helm package .`
+includes and how big the archive is, an OCI round trip (both charts pushed to a local
+registry, then `helm show values` and `helm template` from oci://), the PrometheusRule
+(`promtool check rules` and `promtool test rules`) and the Grafana dashboard (valid JSON whose
+queries name only metrics the operator exports), the CRD adoption step for a reinstall under
+another release (kubectl), and that webhook-certs/ makes a certificate that verifies and
+webhook configurations that validate.
 """
 
 import argparse
 import base64
-import io
 import json
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
+import time
+import urllib.request
 
 import jsonschema
 import kubernetes_validate
@@ -49,6 +56,7 @@ CUSTOM_KINDS = {
     ("cert-manager.io/v1", "Certificate"),
     ("cert-manager.io/v1", "Issuer"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
 
 
@@ -85,16 +93,63 @@ UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
                                 _construct_unique_mapping)
 
 
-class Renderer:
-    def __init__(self, binary):
-        self.binary = binary
+DEFAULT_RELEASE = "kube-changejob"
+DEFAULT_NAMESPACE = "kube-changejob-system"
+NOTES_TEMPLATE = "templates/zz-rendered-notes.yaml"
 
-    def run(self, args, notes=None):
-        cmd = [self.binary] + list(args)
-        if notes:
-            cmd += ["--notes", notes]
-        proc = subprocess.run(cmd + [ROOT], capture_output=True, text=True, timeout=120)
+
+def release_args(args):
+    """(release name, namespace, the other arguments) of a scenario's arguments."""
+    name, namespace, rest = DEFAULT_RELEASE, DEFAULT_NAMESPACE, []
+    it = iter(args)
+    for a in it:
+        if a == "--name":
+            name = next(it)
+        elif a == "--namespace":
+            namespace = next(it)
+        else:
+            rest.append(a)
+    return name, namespace, rest
+
+
+class Renderer:
+    """`helm template` of one chart (a directory, a .tgz or an oci:// reference)."""
+
+    def __init__(self, helm, chart=ROOT, extra=()):
+        self.helm = helm
+        self.chart = chart
+        self.extra = list(extra)
+
+    def run(self, args, notes_chart=None):
+        name, namespace, rest = release_args(args)
+        chart = notes_chart or self.chart
+        cmd = [self.helm, "template", name, chart, "--namespace", namespace] + self.extra + rest
+        if notes_chart:
+            cmd += ["--show-only", NOTES_TEMPLATE]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         return proc.returncode, proc.stdout, proc.stderr
+
+
+def helm(helm_binary, *args, check=True, **kwargs):
+    proc = subprocess.run([helm_binary] + list(args), capture_output=True, text=True, timeout=300, **kwargs)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"helm {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc
+
+
+def notes_chart(helm_binary, package, tmp):
+    """The packaged chart plus one template that renders NOTES.txt as a YAML document.
+
+    `helm template` renders NOTES.txt but never prints it; including it from a template of its
+    own makes helm's engine print exactly what `helm install` would show."""
+    out = os.path.join(tmp, "notes-chart")
+    os.makedirs(out, exist_ok=True)
+    with tarfile.open(package) as tar:
+        tar.extractall(out, filter="data")
+    chart = os.path.join(out, "kube-changejob")
+    with open(os.path.join(chart, NOTES_TEMPLATE), "w") as f:
+        f.write('kind: RenderedNotes\nnotes: {{ include "kube-changejob/templates/NOTES.txt" . | toJson }}\n')
+    return chart
 
 
 def split_documents(text):
@@ -205,11 +260,19 @@ def check_custom_kind(report, name, obj):
               and (spec.get("selector") or {}).get("matchLabels")
               and set(spec) <= {"namespaceSelector", "selector", "endpoints"})
         report.check(f"{name}: ServiceMonitor structure", bool(ok), json.dumps(spec)[:300])
+    elif kind == "PrometheusRule":
+        groups = spec.get("groups") or []
+        ok = (set(spec) == {"groups"} and groups
+              and all(g.get("name") and g.get("rules") and set(g) <= {"name", "interval", "rules"} for g in groups)
+              and all(isinstance(r.get("expr"), str) and (("alert" in r) != ("record" in r))
+                      and set(r) <= {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"}
+                      for g in groups for r in g["rules"]))
+        report.check(f"{name}: PrometheusRule structure", bool(ok), json.dumps(spec)[:300])
 
 
 def check_invariants(report, scenario, docs, values, namespace, crd_text):
     s = scenario
-    cm = one(report, docs, "ConfigMap", scenario=s)
+    cm = one(report, docs, "ConfigMap", dep_name(docs), scenario=s)
     config = yaml.safe_load((cm.get("data") or {}).get("config.yaml", "")) or {}
     fields = settings_fields()
     report.check(f"{s}: config.yaml keys are settings of src/config.rs",
@@ -433,6 +496,12 @@ def check_invariants(report, scenario, docs, values, namespace, crd_text):
                      and not selector_matches(m["spec"]["selector"]["matchLabels"],
                                               (find(docs, "Service", service_name) or [{"metadata": {"labels": {}}}])[0]["metadata"]["labels"]))
 
+    rules = find(docs, "PrometheusRule")
+    report.check(f"{s}: PrometheusRule iff enabled", bool(rules) == values["metrics"]["prometheusRule"]["enabled"])
+    dashboards = [c for c in find(docs, "ConfigMap") if "grafana_dashboard" in (c["metadata"].get("labels") or {})]
+    report.check(f"{s}: dashboard ConfigMap iff enabled",
+                 bool(dashboards) == values["metrics"]["grafanaDashboard"]["enabled"])
+
     # The CRD comes verbatim from charts/crds, only when enabled, and is kept on uninstall.
     crds = find(docs, "CustomResourceDefinition")
     report.check(f"{s}: CRD iff crds.enabled", bool(crds) == values["crds"]["enabled"])
@@ -440,6 +509,11 @@ def check_invariants(report, scenario, docs, values, namespace, crd_text):
         report.check(f"{s}: CRD is identical to charts/crds", crd == yaml.safe_load(crd_text))
         report.check(f"{s}: CRD has helm.sh/resource-policy: keep",
                      crd["metadata"].get("annotations", {}).get("helm.sh/resource-policy") == "keep")
+
+
+def dep_name(docs):
+    deps = find(docs, "Deployment")
+    return deps[0]["metadata"]["name"] if deps else "?"
 
 
 def effective_values(args):
@@ -565,47 +639,49 @@ def check_schema(report):
     report.check("every key of values.yaml is documented", not undocumented, str(undocumented))
 
 
-def check_lock(report, renderer):
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "hack", "chart-lock.py"), "--check", ROOT],
-                          capture_output=True, text=True)
-    report.check("Chart.lock is what hack/chart-lock.py writes", proc.returncode == 0, proc.stderr.strip())
-    proc = subprocess.run([renderer.binary, "--lock-digest", ROOT], capture_output=True, text=True)
-    lock = yaml.safe_load(open(os.path.join(ROOT, "Chart.lock"), encoding="utf-8"))
-    report.check("Chart.lock digest equals helm's HashReq (Go json.Marshal of chart.Dependency)",
-                 proc.returncode == 0 and proc.stdout.strip() == lock["digest"], f"{proc.stdout.strip()} vs {lock['digest']}")
+def check_lock(report, helm_binary, tmp):
+    """`helm dependency build` refuses a Chart.lock whose digest does not match Chart.yaml."""
+    copy = os.path.join(tmp, "lock-check")
+    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", "target", "src", "tests", "e2e", "benches",
+                                                              "docs", "examples", "webhook-certs", "*.tgz"))
+    proc = helm(helm_binary, "dependency", "build", copy, check=False)
+    report.check("helm dependency build accepts Chart.lock (digest matches Chart.yaml)", proc.returncode == 0,
+                 proc.stderr.strip())
+    proc = helm(helm_binary, "dependency", "list", ROOT, check=False)
+    report.check("helm dependency list: the CRD subchart is unpacked in charts/",
+                 proc.returncode == 0 and re.search(r"kube-changejob-crds\s.*\sunpacked", proc.stdout) is not None,
+                 proc.stdout + proc.stderr)
 
 
-def package_files(renderer, chart_dir):
-    proc = subprocess.run([renderer.binary, "--package-files", chart_dir], capture_output=True, text=True, check=True)
-    files = []
-    for line in proc.stdout.splitlines():
-        size, name = line.split("\t", 1)
-        files.append((name, int(size)))
-    return files
+def package(helm_binary, chart_dir, dest):
+    """`helm package` of a chart directory: the archive's path."""
+    os.makedirs(dest, exist_ok=True)
+    proc = helm(helm_binary, "package", chart_dir, "--destination", dest)
+    return proc.stdout.strip().rsplit(" ", 1)[-1]
+
+
+def package_files(archive):
+    """(path inside the chart, size) of every file of a packaged chart."""
+    with tarfile.open(archive) as tar:
+        return [(m.name.split("/", 1)[1], m.size) for m in tar.getmembers() if m.isfile()]
 
 
 FORBIDDEN = re.compile(r"^(src|target|e2e|docs|tests|benches|examples|hack|webhook-certs|\.ci|\.github|\.git|\.cargo)(/|$)"
                        r"|(^|/)(Cargo\.(toml|lock)|Dockerfile|\.dockerignore|\.gitignore)$|\.tgz$")
 
 
-def check_package(report, renderer, tmp):
-    files = package_files(renderer, ROOT)
+def check_package(report, helm_binary, tmp):
+    archive = package(helm_binary, ROOT, os.path.join(tmp, "dist"))
+    files = package_files(archive)
     names = [n for n, _ in files]
     bad = [n for n in names if FORBIDDEN.search(n) or (n.endswith(".md") and os.path.basename(n) != "README.md")]
     report.check("helm package leaves out everything but the chart", not bad, str(bad))
     for required in ("Chart.yaml", "Chart.lock", "values.yaml", "values.schema.json", "templates/_helpers.tpl",
-                     "templates/deployment.yaml", "templates/NOTES.txt", "charts/crds/Chart.yaml",
-                     "charts/crds/templates/changetriggeredjobs.yaml"):
+                     "templates/deployment.yaml", "templates/NOTES.txt", "templates/prometheusrule.yaml",
+                     "templates/grafana-dashboard.yaml", "files/grafana-dashboard.json", "charts/kube-changejob-crds/Chart.yaml",
+                     "charts/kube-changejob-crds/templates/changetriggeredjobs.yaml"):
         report.check(f"package contains {required}", required in names)
-    # Build the archive as `helm package` would (gzip'd tar under "<chart>/") to measure it.
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, _ in files:
-            data = open(os.path.join(ROOT, name), "rb").read()
-            info = tarfile.TarInfo(f"kube-changejob/{name}")
-            info.size, info.mtime, info.mode = len(data), 0, 0o644
-            tar.addfile(info, io.BytesIO(data))
-    size = len(buf.getvalue())
+    size = os.path.getsize(archive)
     raw = sum(s for _, s in files)
     report.check(f"package is small ({size} bytes compressed, {raw} raw, {len(files)} files)",
                  size <= MAX_PACKAGE_BYTES, f"limit {MAX_PACKAGE_BYTES}")
@@ -614,7 +690,8 @@ def check_package(report, renderer, tmp):
     probe_paths = {
         "Chart.yaml": True, "values.yaml": True, "README.md": True, "LICENSE": True,
         "templates/x.yaml": True, "templates/.hidden.yaml": False, "charts/crds/README.md": True,
-        "charts/crds/templates/crd.yaml": True, "charts/crds-0.1.0.tgz": False, "kube-changejob-0.1.0.tgz": False,
+        "charts/crds/Chart.yaml": True, "charts/crds/templates/crd.yaml": True,
+        "charts/crds-0.1.0.tgz": False, "kube-changejob-0.1.0.tgz": False,
         "src/main.rs": False, "target/release/kube-changejob": False, "e2e/run.sh": False, "docs/x.md": False,
         "tests/t.rs": False, "benches/b.rs": False, "hack/x.sh": False, "webhook-certs/out/tls.key": False,
         ".ci/run": False, ".github/workflows/release.yml": False, ".git": False, "Cargo.toml": False,
@@ -622,16 +699,21 @@ def check_package(report, renderer, tmp):
         "CONTRIBUTING.md": False, "README-dev.md": False, "SECURITY.md": False, "readme.md": False,
         "templates/notes.md": False,
     }
+    contents = {
+        "Chart.yaml": "apiVersion: v2\nname: probe\nversion: 0.1.0\n",
+        "charts/crds/Chart.yaml": "apiVersion: v2\nname: crds\nversion: 0.1.0\n",
+        "values.yaml": "{}\n",
+    }
     for rel in probe_paths:
         path = os.path.join(tree, rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        open(path, "w").write("x\n")
+        open(path, "w").write(contents.get(rel, "x\n"))
     with open(os.path.join(tree, ".helmignore"), "w") as f:
         f.write(open(os.path.join(ROOT, ".helmignore")).read())
-    kept = {n for n, _ in package_files(renderer, tree)}
+    kept = {n for n, _ in package_files(package(helm_binary, tree, os.path.join(tmp, "probe-dist")))}
     for rel, keep in probe_paths.items():
         report.check(f".helmignore {'keeps' if keep else 'drops'} {rel}", (rel in kept) == keep)
-    return size, raw, len(files)
+    return archive, size, raw, len(files)
 
 
 def check_dev_certificates(report, tmp):
@@ -659,8 +741,8 @@ def check_dev_certificates(report, tmp):
         return
     docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
     chart_rules = None
-    chart = subprocess.run([RENDER_BINARY, ROOT], capture_output=True, text=True)
-    for _, obj in split_documents(chart.stdout):
+    _, chart, _ = RENDERER.run([])
+    for _, obj in split_documents(chart):
         if obj.get("kind") == "ValidatingWebhookConfiguration":
             chart_rules = obj["webhooks"][0]["rules"]
     for obj in docs:
@@ -679,25 +761,279 @@ def check_dev_certificates(report, tmp):
     report.check("render.sh renders both configurations", len(docs) == 2)
 
 
-RENDER_BINARY = None
+# --- lint, OCI round trip, reinstall under another release ----------------------------------
+
+def check_lint(report, helm_binary):
+    for scenario, sargs in SCENARIOS:
+        _, namespace, rest = release_args(sargs)
+        proc = helm(helm_binary, "lint", ROOT, "--strict", "--namespace", namespace, *rest, check=False)
+        report.check(f"{scenario}: helm lint --strict", proc.returncode == 0, (proc.stdout + proc.stderr).strip()[-500:])
+    proc = helm(helm_binary, "lint", os.path.join(ROOT, "charts", "crds"), "--strict", check=False)
+    report.check("CRD chart: helm lint --strict", proc.returncode == 0, (proc.stdout + proc.stderr).strip()[-500:])
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Registry:
+    """Debian's docker-registry (the CNCF distribution registry) on 127.0.0.1, for one run."""
+
+    def __init__(self, binary, tmp):
+        self.port = free_port()
+        self.dir = os.path.join(tmp, "registry")
+        os.makedirs(self.dir)
+        config = os.path.join(self.dir, "config.yml")
+        with open(config, "w") as f:
+            f.write(f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {self.dir}/data\n"
+                    f"http:\n  addr: 127.0.0.1:{self.port}\n")
+        self.log = open(os.path.join(self.dir, "registry.log"), "w")
+        self.proc = subprocess.Popen([binary, "serve", config], stdout=self.log, stderr=subprocess.STDOUT)
+
+    def __enter__(self):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        self.__exit__(None, None, None)
+        raise RuntimeError("the local registry did not start: " + open(self.log.name).read()[-500:])
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def check_oci(report, helm_binary, registry_binary, archive, tmp):
+    """Both charts pushed to a local OCI registry and used from there as users do."""
+    version = yaml.safe_load(open(os.path.join(ROOT, "Chart.yaml")))["version"]
+    crd_archive = package(helm_binary, os.path.join(ROOT, "charts", "crds"), os.path.join(tmp, "crd-dist"))
+    with Registry(registry_binary, tmp) as reg:
+        base = f"oci://127.0.0.1:{reg.port}/charts"
+        for pkg in (archive, crd_archive):
+            proc = helm(helm_binary, "push", pkg, base, "--plain-http", check=False)
+            report.check(f"helm push {os.path.basename(pkg)} to {base}", proc.returncode == 0,
+                         (proc.stdout + proc.stderr).strip())
+        ref = f"{base}/kube-changejob"
+        proc = helm(helm_binary, "show", "values", ref, "--version", version, "--plain-http", check=False)
+        report.check("helm show values from oci:// is values.yaml",
+                     proc.returncode == 0 and proc.stdout.rstrip("\n") == open(os.path.join(ROOT, "values.yaml")).read().rstrip("\n"),
+                     proc.stderr.strip())
+        proc = helm(helm_binary, "show", "chart", ref, "--version", version, "--plain-http", check=False)
+        report.check("helm show chart from oci:// names the chart and version",
+                     proc.returncode == 0 and (yaml.safe_load(proc.stdout) or {}).get("version") == version,
+                     proc.stderr.strip())
+        for scenario, sargs in SCENARIOS:
+            remote = Renderer(helm_binary, ref, ["--version", version, "--plain-http"])
+            rc, out, err = remote.run(sargs)
+            _, local, _ = RENDERER.run(sargs)
+            report.check(f"{scenario}: helm template from oci:// equals the local render", rc == 0 and out == local,
+                         err.strip()[:300])
+        crds = Renderer(helm_binary, f"{base}/kube-changejob-crds", ["--version", version, "--plain-http"])
+        rc, out, err = crds.run(["--name", "kube-changejob-crds"])
+        docs = split_documents(out) if rc == 0 else []
+        crd_file = yaml.safe_load(open(os.path.join(ROOT, "charts", "crds", "templates", "changetriggeredjobs.yaml")))
+        report.check("CRD chart from oci:// renders exactly the CRD", [o for _, o in docs] == [crd_file], err.strip()[:300])
+
+
+# The adoption step of docs/installation.md ("Reinstalling under another release"), for a CRD
+# that a previous, uninstalled release left behind (RELEASE and NAMESPACE are the new ones).
+ADOPT_COMMAND = ("kubectl annotate crd changetriggeredjobs.triggers.changejob.dev --overwrite "
+                 "meta.helm.sh/release-name=RELEASE meta.helm.sh/release-namespace=NAMESPACE")
+
+
+def helm_may_import(obj, release, namespace):
+    """Helm's rule for adopting an existing object into a release (pkg/action/validate.go,
+    existingResourceConflict): the managed-by label is Helm and both annotations name it."""
+    meta = obj.get("metadata", {})
+    return ((meta.get("labels") or {}).get("app.kubernetes.io/managed-by") == "Helm"
+            and (meta.get("annotations") or {}).get("meta.helm.sh/release-name") == release
+            and (meta.get("annotations") or {}).get("meta.helm.sh/release-namespace") == namespace)
+
+
+def check_reinstall(report, helm_binary, kubectl, tmp):
+    """Uninstall of one release, install of another elsewhere, as far as it goes without a cluster."""
+    _, first, _ = RENDERER.run(["--name", "first", "--namespace", "team-a"])
+    _, second, _ = RENDERER.run(["--name", "second", "--namespace", "team-b"])
+    crd_first = find(split_documents(first), "CustomResourceDefinition")
+    crd_second = find(split_documents(second), "CustomResourceDefinition")
+    report.check("reinstall: both releases render the same CRD (so the second must adopt the first's)",
+                 len(crd_first) == 1 and crd_first == crd_second)
+    if not crd_first:
+        return
+    # What `helm uninstall first` leaves: the kept CRD with the metadata helm stamped at install.
+    left = json.loads(json.dumps(crd_first[0]))
+    left["metadata"].setdefault("labels", {})["app.kubernetes.io/managed-by"] = "Helm"
+    left["metadata"]["annotations"].update({"meta.helm.sh/release-name": "first",
+                                            "meta.helm.sh/release-namespace": "team-a"})
+    report.check("reinstall: helm refuses to import the left-behind CRD into release second",
+                 not helm_may_import(left, "second", "team-b"))
+    path = os.path.join(tmp, "left-crd.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(left, f)
+    words = ADOPT_COMMAND.replace("RELEASE", "second").replace("NAMESPACE", "team-b").split()
+    # The same command, on the file instead of the cluster (--local never contacts a server).
+    args = [a for a in words[1:] if a not in ("crd", "changetriggeredjobs.triggers.changejob.dev")]
+    proc = subprocess.run([kubectl] + args + ["--local", "-f", path, "-o", "json"], capture_output=True, text=True)
+    adopted = json.loads(proc.stdout) if proc.returncode == 0 else {}
+    report.check("reinstall: after the adoption step helm imports the CRD into release second",
+                 helm_may_import(adopted, "second", "team-b"), proc.stderr.strip())
+    report.check("reinstall: the adoption step keeps helm.sh/resource-policy: keep and the spec",
+                 adopted.get("spec") == left["spec"]
+                 and adopted.get("metadata", {}).get("annotations", {}).get("helm.sh/resource-policy") == "keep")
+    docs_text = open(os.path.join(ROOT, "docs", "installation.md"), encoding="utf-8").read()
+    report.check("reinstall: docs/installation.md gives the adoption step", ADOPT_COMMAND in " ".join(docs_text.replace("\\\n", " ").split()))
+    proc = helm(helm_binary, "install", "--help")
+    report.check("reinstall: helm install has --take-ownership (the one-flag alternative the docs give)",
+                 "--take-ownership" in proc.stdout and "--take-ownership" in docs_text)
+    # The other path: the CRD chart as its own release, the operator chart without it.
+    _, without, _ = RENDERER.run(["--name", "second", "--namespace", "team-b", "--set", "crds.enabled=false"])
+    report.check("reinstall: with crds.enabled=false the operator chart renders no CRD",
+                 not find(split_documents(without), "CustomResourceDefinition"))
+
+
+# --- alerts and dashboard ---------------------------------------------------------------------
+
+def exported_metrics(metrics_text):
+    """Series names the operator exports, from `kube-changejob metrics` (its registry's text)."""
+    names = set()
+    for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", metrics_text, re.M):
+        names.add(name)
+        if kind in ("histogram", "summary"):
+            names |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+    return names
+
+
+PROMQL_WORDS = {
+    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset",
+    "inf", "nan", "le", "true", "false",
+}
+
+
+def metric_names(expr):
+    """Metric names in a PromQL expression: identifiers that are not functions, aggregations'
+    label lists, label matchers, durations or keywords."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    expr = re.sub(r"\{[^}]*\}", "", expr)
+    expr = re.sub(r"\[[^\]]*\]", "", expr)
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
+    expr = re.sub(r"\$\{?\w+\}?", "", expr)  # Grafana variables, e.g. $__rate_interval
+    names = set()
+    for m in re.finditer(r"(?<![\w.])([a-zA-Z_:][\w:]*)\s*(\()?", expr):
+        word, call = m.group(1), m.group(2)
+        if call or word.lower() in PROMQL_WORDS or re.fullmatch(r"\d+[smhdwy]", word):
+            continue
+        names.add(word)
+    return names
+
+
+def check_alerts(report, helm_binary, promtool, exported, tmp):
+    rc, out, err = RENDERER.run(["--set", "metrics.prometheusRule.enabled=true"])
+    rules = find(split_documents(out), "PrometheusRule") if rc == 0 else []
+    if not report.check("PrometheusRule renders with metrics.prometheusRule.enabled=true", len(rules) == 1, err.strip()):
+        return
+    groups = rules[0]["spec"]["groups"]
+    path = os.path.join(tmp, "kube-changejob-rules.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump({"groups": groups}, f)
+    proc = subprocess.run([promtool, "check", "rules", path], capture_output=True, text=True)
+    report.check("promtool check rules accepts the PrometheusRule's groups", proc.returncode == 0,
+                 (proc.stdout + proc.stderr).strip())
+    alerts = {r["alert"] for g in groups for r in g["rules"] if "alert" in r}
+    for alert in ("KubeChangejobOperatorDown", "KubeChangejobNoLeader", "KubeChangejobReconcileErrors",
+                  "KubeChangejobDegraded", "KubeChangejobSlowTrigger", "KubeChangejobWebhookErrors"):
+        report.check(f"PrometheusRule has alert {alert}", alert in alerts, str(sorted(alerts)))
+    for g in groups:
+        for r in g["rules"]:
+            unknown = {n for n in metric_names(r["expr"]) if n != "up"} - exported
+            report.check(f"alert {r.get('alert')}: names only exported metrics", not unknown, str(unknown))
+            report.check(f"alert {r.get('alert')}: severity label and summary",
+                         r.get("labels", {}).get("severity") in ("warning", "critical")
+                         and bool(r.get("annotations", {}).get("summary")))
+    test = os.path.join(tmp, "alerts-test.yaml")
+    shutil.copy(os.path.join(ROOT, "hack", "chart-tests", "alerts-test.yaml"), test)
+    tested = {a["alertname"] for t in yaml.safe_load(open(test))["tests"] for a in t.get("alert_rule_test", [])}
+    report.check("promtool unit test covers at least two alerts", len(tested & alerts) >= 2, str(tested))
+    proc = subprocess.run([promtool, "test", "rules", test], capture_output=True, text=True, cwd=tmp)
+    report.check("promtool test rules passes", proc.returncode == 0, (proc.stdout + proc.stderr).strip()[-1500:])
+    # Selecting labels the Prometheus Operator's ruleSelector may need, and the release's job.
+    rc, out, _ = RENDERER.run(["--set", "metrics.prometheusRule.enabled=true",
+                               "--set", "metrics.prometheusRule.labels.release=prometheus"])
+    rule = (find(split_documents(out), "PrometheusRule") or [{}])[0]
+    report.check("PrometheusRule carries metrics.prometheusRule.labels",
+                 rule.get("metadata", {}).get("labels", {}).get("release") == "prometheus")
+
+
+def check_dashboard(report, exported):
+    rc, out, err = RENDERER.run(["--set", "metrics.grafanaDashboard.enabled=true"])
+    maps = [o for o in find(split_documents(out), "ConfigMap") if "grafana_dashboard" in o["metadata"].get("labels", {})] \
+        if rc == 0 else []
+    if not report.check("dashboard ConfigMap renders with the Grafana sidecar label", len(maps) == 1, err.strip()):
+        return
+    data = maps[0].get("data", {})
+    report.check("dashboard ConfigMap holds one .json file", len(data) == 1 and next(iter(data)).endswith(".json"))
+    try:
+        dashboard = json.loads(next(iter(data.values())))
+    except (ValueError, StopIteration) as e:
+        report.check("dashboard is valid JSON", False, str(e))
+        return
+    report.check("dashboard is valid JSON", True)
+    report.check("dashboard has a title, a uid and panels",
+                 bool(dashboard.get("title")) and bool(dashboard.get("uid")) and bool(dashboard.get("panels")))
+    exprs = [t["expr"] for p in dashboard.get("panels", []) for t in p.get("targets", []) if "expr" in t]
+    report.check(f"dashboard has queries ({len(exprs)})", len(exprs) >= 5)
+    used = set().union(*(metric_names(e) for e in exprs)) if exprs else set()
+    report.check("dashboard queries name only metrics the operator exports", used and not (used - exported - {"up"}),
+                 str(sorted(used - exported)))
+    report.check("dashboard uses the per-condition CTJ gauge", "changejob_changetriggeredjobs" in used)
+    rc, out, _ = RENDERER.run(["--set", "metrics.grafanaDashboard.enabled=true",
+                               "--set", "metrics.grafanaDashboard.namespace=monitoring"])
+    cm = [o for o in find(split_documents(out), "ConfigMap") if "grafana_dashboard" in o["metadata"].get("labels", {})]
+    report.check("dashboard ConfigMap goes to metrics.grafanaDashboard.namespace",
+                 len(cm) == 1 and cm[0]["metadata"]["namespace"] == "monitoring")
+
+
+RENDERER = None
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--render-chart", required=True, help="path of the built render-chart binary")
+    parser.add_argument("--helm", required=True, help="path of the helm v3 binary")
+    parser.add_argument("--registry", required=True, help="path of the docker-registry binary")
+    parser.add_argument("--promtool", required=True, help="path of promtool")
+    parser.add_argument("--kubectl", required=True, help="path of kubectl")
+    parser.add_argument("--metrics", required=True, help="file with the output of `kube-changejob metrics`")
     args = parser.parse_args()
-    global RENDER_BINARY
-    RENDER_BINARY = args.render_chart
-    renderer = Renderer(args.render_chart)
+    global RENDERER
+    RENDERER = renderer = Renderer(args.helm)
+    exported = exported_metrics(open(args.metrics, encoding="utf-8").read())
     report = Report()
+    report.check("kube-changejob metrics lists the changejob_ metrics",
+                 {"changejob_reconciles_total", "changejob_leader", "changejob_changetriggeredjobs"} <= exported,
+                 str(sorted(exported)))
     crd_text = open(os.path.join(ROOT, "charts", "crds", "templates", "changetriggeredjobs.yaml"), encoding="utf-8").read()
     report.check("charts/crds template has no template actions (verbatim generated CRD)", "{{" not in crd_text)
     counts = {}
     with tempfile.TemporaryDirectory() as tmp:
+        check_lint(report, args.helm)
+        archive, size, raw, nfiles = check_package(report, args.helm, tmp)
+        notes = notes_chart(args.helm, archive, tmp)
         for scenario, sargs in SCENARIOS:
-            namespace = sargs[sargs.index("--namespace") + 1] if "--namespace" in sargs else "kube-changejob-system"
-            notes = os.path.join(tmp, f"{scenario}-NOTES.txt")
-            rc, out, err = renderer.run(sargs, notes=notes)
+            _, namespace, _ = release_args(sargs)
+            rc, out, err = renderer.run(sargs)
             if not report.check(f"{scenario}: renders", rc == 0, err.strip()):
                 continue
             rc2, out2, _ = renderer.run(sargs)
@@ -708,8 +1044,10 @@ def main():
                 report.check(f"{scenario}: YAML without duplicate keys", False, str(e))
                 continue
             counts[scenario] = len(docs)
-            notes_text = open(notes).read() if os.path.exists(notes) else ""
-            report.check(f"{scenario}: NOTES.txt renders", notes_text.strip() != "" and "<no value>" not in notes_text)
+            rc, notes_out, err = renderer.run(sargs, notes_chart=notes)
+            notes_text = (yaml.safe_load(notes_out.split("\n", 2)[-1]) or {}).get("notes", "") if rc == 0 else ""
+            report.check(f"{scenario}: NOTES.txt renders", notes_text.strip() != "" and "<no value>" not in notes_text,
+                         err.strip())
             values = effective_values(sargs)
             check_documents(report, scenario, docs, namespace)
             check_kubernetes_schemas(report, scenario, docs)
@@ -726,8 +1064,11 @@ def main():
 
         check_bad_values(report, renderer, tmp)
         check_schema(report)
-        check_lock(report, renderer)
-        size, raw, nfiles = check_package(report, renderer, tmp)
+        check_lock(report, args.helm, tmp)
+        check_oci(report, args.helm, args.registry, archive, tmp)
+        check_reinstall(report, args.helm, args.kubectl, tmp)
+        check_alerts(report, args.helm, args.promtool, exported, tmp)
+        check_dashboard(report, exported)
         check_dev_certificates(report, tmp)
 
     print("chart-check: documents per scenario: " + ", ".join(f"{k}={v}" for k, v in counts.items()))

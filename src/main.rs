@@ -29,6 +29,9 @@ enum Command {
     Crd,
     /// Show what `fields` paths select in objects from a file, and their fingerprints.
     Fields(FieldsArgs),
+    /// Print every metric family the operator exports (Prometheus text format), one series of
+    /// each: the names that dashboards and alerts may use.
+    Metrics,
     /// Print the version.
     Version,
 }
@@ -68,6 +71,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Fields(args) => fields(args),
+        Command::Metrics => match kube_changejob::metrics::Metrics::catalogue() {
+            Ok(text) => emit(&text),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Version => emit(&format!("kube-changejob {}\n", env!("CARGO_PKG_VERSION"))),
     }
 }

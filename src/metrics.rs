@@ -3,9 +3,12 @@
 //! The reconcile loop, the admission server and the leader elector update these; the metrics
 //! server renders the registry.
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// All metrics, registered in one registry.
@@ -37,6 +40,94 @@ pub struct Metrics {
     pub webhook_duration: HistogramVec,
     /// 1 while this replica holds the Lease.
     pub leader: IntGauge,
+    /// ChangeTriggeredJobs by condition type and status, as the last reconcile of each wrote
+    /// them (only the leader reconciles, so followers export nothing here).
+    pub ctj_conditions: CtjConditions,
+}
+
+/// (namespace, name) of a ChangeTriggeredJob → (condition type, status) pairs of its last
+/// written status.
+type ConditionsByCtj = HashMap<(String, String), Vec<(String, String)>>;
+
+/// The `changejob_changetriggeredjobs{condition, status}` gauge and the conditions of each
+/// ChangeTriggeredJob behind it. A CTJ's name is never a label (that would be a series per
+/// object); the gauge counts CTJs.
+#[derive(Clone)]
+pub struct CtjConditions {
+    gauge: IntGaugeVec,
+    by_ctj: Arc<Mutex<ConditionsByCtj>>,
+}
+
+impl CtjConditions {
+    fn new() -> Result<CtjConditions, prometheus::Error> {
+        Ok(CtjConditions {
+            gauge: IntGaugeVec::new(
+                Opts::new(
+                    "changejob_changetriggeredjobs",
+                    "ChangeTriggeredJobs by condition type and status",
+                ),
+                &["condition", "status"],
+            )?,
+            by_ctj: Arc::default(),
+        })
+    }
+
+    /// Records the conditions of one ChangeTriggeredJob (replacing what it had).
+    pub fn record<'a>(
+        &self,
+        namespace: &str,
+        name: &str,
+        conditions: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) {
+        let pairs = conditions
+            .into_iter()
+            .map(|(t, s)| (t.to_owned(), s.to_owned()))
+            .collect();
+        self.update(|map| {
+            map.insert((namespace.to_owned(), name.to_owned()), pairs);
+        });
+    }
+
+    /// Keeps only the ChangeTriggeredJobs for which `keep(namespace, name)` holds (the others
+    /// were deleted).
+    pub fn retain(&self, keep: impl Fn(&str, &str) -> bool) {
+        self.update(|map| map.retain(|(ns, name), _| keep(ns, name)));
+    }
+
+    /// Forgets every ChangeTriggeredJob (leadership lost: another replica reports them now).
+    pub fn clear(&self) {
+        self.update(HashMap::clear);
+    }
+
+    /// Changes the map and sets the gauge from it in one step; label pairs no CTJ has any more
+    /// are removed rather than left at a stale value.
+    fn update(&self, change: impl FnOnce(&mut ConditionsByCtj)) {
+        let Ok(mut map) = self.by_ctj.lock() else {
+            return;
+        };
+        let before = counts(&map);
+        change(&mut map);
+        let after = counts(&map);
+        for (condition, status) in before.keys() {
+            if !after.contains_key(&(condition.clone(), status.clone())) {
+                // Absent label values are no error worth reporting.
+                let _ = self.gauge.remove_label_values(&[condition, status]);
+            }
+        }
+        for ((condition, status), n) in after {
+            self.gauge.with_label_values(&[&condition, &status]).set(n);
+        }
+    }
+}
+
+fn counts(map: &ConditionsByCtj) -> BTreeMap<(String, String), i64> {
+    let mut out = BTreeMap::new();
+    for pairs in map.values() {
+        for pair in pairs {
+            *out.entry(pair.clone()).or_insert(0) += 1;
+        }
+    }
+    out
 }
 
 /// Registering a metric failed (a programming error: duplicate name).
@@ -117,6 +208,7 @@ impl Metrics {
                 &["webhook"],
             )?,
             leader: IntGauge::new("changejob_leader", "1 while this replica holds the Lease")?,
+            ctj_conditions: CtjConditions::new()?,
             registry,
         };
         metrics.register_all()?;
@@ -137,11 +229,27 @@ impl Metrics {
         r.register(Box::new(self.webhook_requests.clone()))?;
         r.register(Box::new(self.webhook_duration.clone()))?;
         r.register(Box::new(self.leader.clone()))?;
+        r.register(Box::new(self.ctj_conditions.gauge.clone()))?;
         #[cfg(target_os = "linux")]
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
         Ok(())
+    }
+
+    /// Every metric family the operator exports, in text exposition format, with one series of
+    /// each labelled family so that none is left out (`kube-changejob metrics`; the chart's
+    /// dashboard and alerts are checked against it).
+    pub fn catalogue() -> Result<String, MetricsError> {
+        let m = Metrics::new()?;
+        m.reconciles.with_label_values(&["ok"]);
+        m.reconcile_errors.with_label_values(&["Forbidden"]);
+        m.triggers.with_label_values(&["change"]);
+        m.webhook_requests
+            .with_label_values(&["validate", "allowed"]);
+        m.webhook_duration.with_label_values(&["validate"]);
+        m.ctj_conditions.record("", "", [("Ready", "True")]);
+        Ok(m.render())
     }
 
     /// The registry, in Prometheus text exposition format.
@@ -191,6 +299,74 @@ mod tests {
             "changejob_leader 1",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+    }
+
+    fn ctj_gauge(m: &Metrics) -> Vec<String> {
+        m.render()
+            .lines()
+            .filter(|l| l.starts_with("changejob_changetriggeredjobs{"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn ctj_condition_gauge_counts_ctjs_per_condition_and_status() {
+        let m = Metrics::new().unwrap_or_else(|e| panic!("{e}"));
+        let c = &m.ctj_conditions;
+        c.record("a", "one", [("Ready", "True"), ("Degraded", "False")]);
+        c.record("a", "two", [("Ready", "False"), ("Degraded", "True")]);
+        c.record("b", "one", [("Ready", "True"), ("Degraded", "False")]);
+        assert_eq!(
+            ctj_gauge(&m),
+            [
+                "changejob_changetriggeredjobs{condition=\"Degraded\",status=\"False\"} 2",
+                "changejob_changetriggeredjobs{condition=\"Degraded\",status=\"True\"} 1",
+                "changejob_changetriggeredjobs{condition=\"Ready\",status=\"False\"} 1",
+                "changejob_changetriggeredjobs{condition=\"Ready\",status=\"True\"} 2",
+            ]
+        );
+        // A CTJ recovers: its old pair is replaced, and a pair nobody has is removed.
+        c.record("a", "two", [("Ready", "True"), ("Degraded", "False")]);
+        assert_eq!(
+            ctj_gauge(&m),
+            [
+                "changejob_changetriggeredjobs{condition=\"Degraded\",status=\"False\"} 3",
+                "changejob_changetriggeredjobs{condition=\"Ready\",status=\"True\"} 3",
+            ]
+        );
+    }
+
+    #[test]
+    fn deleted_ctjs_and_lost_leadership_leave_the_gauge() {
+        let m = Metrics::new().unwrap_or_else(|e| panic!("{e}"));
+        let c = &m.ctj_conditions;
+        c.record("a", "one", [("Ready", "True")]);
+        c.record("a", "gone", [("Ready", "False")]);
+        c.retain(|_, name| name != "gone");
+        assert_eq!(
+            ctj_gauge(&m),
+            ["changejob_changetriggeredjobs{condition=\"Ready\",status=\"True\"} 1"]
+        );
+        c.clear();
+        assert!(ctj_gauge(&m).is_empty());
+    }
+
+    #[test]
+    fn catalogue_names_every_family_with_its_type() {
+        let text = Metrics::catalogue().unwrap_or_else(|e| panic!("{e}"));
+        for family in [
+            "# TYPE changejob_reconciles_total counter",
+            "# TYPE changejob_reconcile_errors_total counter",
+            "# TYPE changejob_reconcile_duration_seconds histogram",
+            "# TYPE changejob_triggers_total counter",
+            "# TYPE changejob_webhook_requests_total counter",
+            "# TYPE changejob_webhook_duration_seconds histogram",
+            "# TYPE changejob_change_to_job_latency_seconds histogram",
+            "# TYPE changejob_changetriggeredjobs gauge",
+            "# TYPE changejob_leader gauge",
+        ] {
+            assert!(text.contains(family), "missing {family} in\n{text}");
         }
     }
 

@@ -90,6 +90,7 @@ pub async fn run(
         tokio::select! {
             () = run_term(deps.clone(), term.clone()) => {
                 term.cancel();
+                deps.metrics.ctj_conditions.clear();
                 if shutdown.is_cancelled() {
                     return;
                 }
@@ -99,6 +100,8 @@ pub async fn run(
             () = lost => {
                 // Dropping the term's future cancels in-flight reconciles immediately.
                 term.cancel();
+                // The new leader reports the CTJs' conditions from now on.
+                deps.metrics.ctj_conditions.clear();
                 warn!("lost leadership: reconcile loop stopped");
             }
             () = shutdown.cancelled() => {
@@ -252,6 +255,10 @@ async fn sweep_deleted(
                 shared.hub.forget(&ctj);
             }
         }
+        shared.metrics.ctj_conditions.retain(|namespace, name| {
+            let ctj = CtjRef::new(name).within(namespace);
+            stores.iter().any(|s| s.get(&ctj).is_some())
+        });
         shared
             .metrics
             .watched_objects

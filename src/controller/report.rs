@@ -77,6 +77,14 @@ pub(super) async fn report(
         },
         round.now,
     );
+    shared.metrics.ctj_conditions.record(
+        round.ctj.metadata.namespace.as_deref().unwrap_or_default(),
+        round.ctj.metadata.name.as_deref().unwrap_or_default(),
+        status
+            .conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str())),
+    );
 
     // Events for transitions, not for every retry.
     if let Decision::Deferred { until, changed } = &decision
