@@ -124,6 +124,17 @@ pub struct Settings {
     pub metrics_secure: bool,
     /// Secret holding the installation's fingerprint key (created if absent).
     pub fingerprint_key_secret: String,
+
+    // Cost at rest and at scale.
+    /// How often each watch stream is compared with a fresh paginated LIST, to catch changes
+    /// a watch missed (unchanged ChangeTriggeredJobs are not re-evaluated until a watch or this
+    /// LIST reports a change).
+    #[serde(with = "duration_text")]
+    pub relist_interval: Duration,
+    /// Past this many namespaces with watched objects of one kind, watch that kind with one
+    /// cluster-wide metadata watch instead of one per namespace (when RBAC allows it);
+    /// 0 never does.
+    pub cluster_watch_threshold: u32,
 }
 
 impl Default for Settings {
@@ -156,6 +167,8 @@ impl Default for Settings {
             metrics_bind_address: SocketAddr::from(([0, 0, 0, 0], 8443)),
             metrics_secure: true,
             fingerprint_key_secret: "kube-changejob-fingerprint-key".into(),
+            relist_interval: Duration::from_secs(300),
+            cluster_watch_threshold: 10,
         }
     }
 }
@@ -247,6 +260,13 @@ pub struct Overrides {
     /// Secret holding the fingerprint key.
     #[arg(long, env = "KUBE_CHANGEJOB_FINGERPRINT_KEY_SECRET")]
     pub fingerprint_key_secret: Option<String>,
+
+    /// How often each watch stream is checked with a fresh LIST, e.g. 5m.
+    #[arg(long, env = "KUBE_CHANGEJOB_RELIST_INTERVAL", value_parser = parse_flag_duration)]
+    pub relist_interval: Option<Duration>,
+    /// Namespaces per kind past which the kind is watched cluster-wide (0: never).
+    #[arg(long, env = "KUBE_CHANGEJOB_CLUSTER_WATCH_THRESHOLD")]
+    pub cluster_watch_threshold: Option<u32>,
 }
 
 fn parse_flag_duration(text: &str) -> Result<Duration, String> {
@@ -325,6 +345,11 @@ impl Settings {
         set(&mut self.metrics_bind_address, &o.metrics_bind_address);
         set(&mut self.metrics_secure, &o.metrics_secure);
         set(&mut self.fingerprint_key_secret, &o.fingerprint_key_secret);
+        set(&mut self.relist_interval, &o.relist_interval);
+        set(
+            &mut self.cluster_watch_threshold,
+            &o.cluster_watch_threshold,
+        );
         self.namespaces.retain(|ns| !ns.trim().is_empty());
     }
 
@@ -393,6 +418,9 @@ impl Settings {
         }
         if self.fingerprint_key_secret.is_empty() {
             return invalid("fingerprintKeySecret", "must not be empty");
+        }
+        if self.relist_interval < Duration::from_secs(10) {
+            return invalid("relistInterval", "must be at least 10s");
         }
         Ok(())
     }

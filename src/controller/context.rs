@@ -35,6 +35,8 @@ pub struct Shared {
     pub hub: WatchHub,
     /// Time source.
     pub clock: super::Clock,
+    /// First observations by LIST.
+    pub primer: super::prime::Primer,
     /// Consecutive failed reconciles per CTJ UID, for backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// The last status written per CTJ UID, in case the informer has not caught up yet.
@@ -65,6 +67,7 @@ impl Shared {
         clock: super::Clock,
     ) -> Self {
         Shared {
+            primer: super::prime::Primer::new(client.clone()),
             client,
             discovery,
             metrics,

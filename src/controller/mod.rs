@@ -11,15 +11,18 @@ mod events;
 mod jobs;
 pub mod key;
 mod observe;
+mod prime;
 mod reconcile;
 mod report;
 mod round;
+mod settled;
+mod slim;
 pub mod watches;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use kube::Client;
 use kube::api::Api;
@@ -148,7 +151,8 @@ async fn run_term(deps: Dependencies, term: CancellationToken) {
         routes.add(scope.clone(), tx);
         receivers.push(rx);
     }
-    let hub = WatchHub::new(deps.client.clone(), routes, term.clone());
+    let hub = WatchHub::new(deps.client.clone(), routes, term.clone())
+        .relist_every(settings.relist_interval);
     let recorder = events::EventPublisher::new(deps.client.clone(), &settings.pod_name);
     let shared = Arc::new(Shared::new(
         deps.client.clone(),
@@ -168,6 +172,7 @@ async fn run_term(deps: Dependencies, term: CancellationToken) {
         stores.push(store);
         controllers.push(future);
     }
+    shared.primer.use_stores(stores.clone());
     let sweep = sweep_deleted(shared.clone(), stores, term.clone());
     tokio::select! {
         _ = futures::future::join_all(controllers) => {}
@@ -192,10 +197,18 @@ fn controller_for(
         None => (Api::all(client.clone()), Api::all(client)),
     };
     let (job_reader, job_writer) = reflector::store();
+    let settled_of = shared.clone();
     let job_events = watcher(jobs_api, watcher::Config::default().labels(OWNER_LABEL))
         .default_backoff()
+        .modify(slim::slim_job)
         .reflect(job_writer)
-        .touched_objects();
+        .touched_objects()
+        // A Job's state is an input of its owner's status: the owner is not settled any more.
+        .inspect_ok(move |job| {
+            if let Some(owner) = controlling_ctj(job) {
+                settled_of.hub.settled().invalidate(&owner);
+            }
+        });
     let wakeups =
         futures::stream::unfold(
             wakeups,
@@ -206,7 +219,16 @@ fn controller_for(
         shared,
         jobs: job_reader,
     });
-    let controller = Controller::new(ctj_api, watcher::Config::default())
+    let (ctj_reader, ctj_writer) = reflector::store();
+    let ctjs = watcher(ctj_api, watcher::Config::default())
+        .modify(|guarded: &mut GuardedCtj| {
+            if let Ok(ctj) = guarded.0.as_mut() {
+                slim::slim_ctj(ctj);
+            }
+        })
+        .reflect(ctj_writer)
+        .applied_objects();
+    let controller = Controller::for_stream(ctjs, ctj_reader)
         .owns_stream(job_events)
         .reconcile_on(wakeups)
         .with_config(
@@ -229,6 +251,17 @@ fn controller_for(
         })
         .boxed();
     (store, future)
+}
+
+/// The ChangeTriggeredJob that controls `job`, as the watch hub names it.
+fn controlling_ctj(job: &Job) -> Option<CtjRef> {
+    let namespace = job.metadata.namespace.as_deref()?;
+    job.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true) && o.kind == crate::api::KIND)
+        .map(|o| CtjRef::new(&o.name).within(namespace))
 }
 
 /// Drops the watch interest of ChangeTriggeredJobs that were deleted (a deleted object is not

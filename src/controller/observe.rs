@@ -8,6 +8,7 @@ use futures::StreamExt;
 use kube::api::{Api, DynamicObject};
 
 use super::context::Shared;
+use super::prime::Primed;
 use super::round::Round;
 use super::watches::{ObjectKey, Seen, StreamKey};
 use crate::api::ResourceReference;
@@ -114,6 +115,13 @@ pub async fn resolve(shared: &Shared, index: usize, reference: &ResourceReferenc
     }
 }
 
+/// Whether a kind can be listed and watched (some aggregated APIs cannot).
+fn watchable(verbs: &[String]) -> bool {
+    ["list", "watch"]
+        .iter()
+        .all(|v| verbs.iter().any(|x| x == v))
+}
+
 /// Observes a resolved entry.
 pub async fn observe(
     shared: &Shared,
@@ -134,6 +142,27 @@ pub async fn observe(
             }
         }
         None => {}
+    }
+    if watchable(&info.verbs)
+        && let Some(primed) = shared.primer.take(key, fields, &shared.key).await
+    {
+        // The LIST is as fresh as a GET unless the watch has reported a newer version since.
+        match (primed, shared.hub.seen(key)) {
+            (Primed::Found(rv, fp), None) => {
+                shared
+                    .hub
+                    .remember_fingerprint(key, fields, key_id, &rv, &fp);
+                return (Observation::Found(fp), None);
+            }
+            (Primed::Found(rv, fp), Some(Seen::Present(now))) if now == rv => {
+                shared
+                    .hub
+                    .remember_fingerprint(key, fields, key_id, &rv, &fp);
+                return (Observation::Found(fp), None);
+            }
+            (Primed::Missing, None | Some(Seen::Absent)) => return (Observation::Missing, None),
+            _ => {}
+        }
     }
     let api: Api<DynamicObject> = match &object.namespace {
         Some(ns) => Api::namespaced_with(shared.client.clone(), ns, &info.resource),
@@ -213,11 +242,6 @@ pub async fn observe_all(round: &mut Round<'_>) -> Vec<(WatchedObject, Observati
     }
     // Declare interest before reading, so the watches report on exactly these objects. Kinds
     // that cannot be listed and watched (some aggregated APIs) are read on every reconcile.
-    let watchable = |verbs: &[String]| {
-        ["list", "watch"]
-            .iter()
-            .all(|v| verbs.iter().any(|x| x == v))
-    };
     let interest: HashSet<_> = resolved
         .iter()
         .filter_map(|r| r.target.as_ref())

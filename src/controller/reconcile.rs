@@ -20,6 +20,7 @@ use super::round::Round;
 use crate::api::{ChangeTriggeredJob, DEFAULT_COOLDOWN, OWNER_LABEL};
 use crate::detect::conditions::{Problem, ProblemScope, reasons};
 use crate::detect::duration::{format_duration, parse_duration};
+use crate::detect::resync;
 use crate::detect::trigger::{Decision, Tracked, TriggerInput, evaluate};
 
 pub use report::FIELD_MANAGER;
@@ -42,8 +43,12 @@ pub async fn reconcile(
             return Ok(Action::requeue(ctx.shared.settings.poll_interval));
         }
     };
-    let started = Instant::now();
     let metrics = ctx.shared.metrics.clone();
+    if resync_unchanged(ctj, &ctx) {
+        metrics.reconciles.with_label_values(&["unchanged"]).inc();
+        return Ok(Action::requeue(ctx.shared.settings.poll_interval));
+    }
+    let started = Instant::now();
     let result = reconcile_ctj(ctj, &ctx, started).await;
     metrics
         .reconcile_duration
@@ -59,6 +64,21 @@ pub async fn reconcile(
         }
     }
     result
+}
+
+/// Whether nothing `ctj` depends on moved since its last settled round (`detect::resync`), and
+/// each of its objects is still followed by a synced watch (while one is down, rounds read the
+/// objects again).
+fn resync_unchanged(ctj: &ChangeTriggeredJob, ctx: &Context) -> bool {
+    let (Some(namespace), Some(resource_version)) =
+        (&ctj.metadata.namespace, &ctj.metadata.resource_version)
+    else {
+        return false;
+    };
+    let hub = &ctx.shared.hub;
+    let watch_ref = super::watches::CtjRef::new(&ctj.name_any()).within(namespace);
+    hub.settled().unchanged(&watch_ref, resource_version)
+        && hub.fully_watched(&watch_ref, ctj.spec.resources.len())
 }
 
 /// What the error policy does after a failed reconcile: retry with capped exponential
@@ -91,6 +111,8 @@ async fn reconcile_ctj(
         shared.forget(&round.uid);
         return Ok(Action::await_change());
     }
+    // Read before observing: a wake-up from here on keeps this round from settling.
+    let epoch = shared.hub.settled().epoch(&round.watch_ref());
     let previous = shared.freshest_status(&round.uid, ctj.status.as_ref());
     let limits = check_spec(&mut round);
     let observed = observe::observe_all(&mut round).await;
@@ -137,6 +159,22 @@ async fn reconcile_ctj(
         &limits.cooldown_shown,
     )
     .await?;
+    let watch_ref = round.watch_ref();
+    let fully_watched = shared
+        .hub
+        .fully_watched(&watch_ref, ctj.spec.resources.len());
+    if resync::settles(
+        &decision,
+        round.problems.len(),
+        round.transient,
+        fully_watched,
+    ) && let Some(resource_version) = &ctj.metadata.resource_version
+    {
+        shared
+            .hub
+            .settled()
+            .settle(&watch_ref, epoch, resource_version);
+    }
     Ok(next_visit(&round, &decision))
 }
 

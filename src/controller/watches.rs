@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::StreamExt;
 use kube::Client;
@@ -22,8 +23,11 @@ use kube::runtime::watcher::{self, Event, watcher};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
+use super::settled::SettledSet;
 use crate::api::ChangeTriggeredJob;
 use crate::detect::fingerprint::Fingerprint;
+
+mod relist;
 
 /// One watch stream: a resource type, in one namespace or cluster-wide.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,7 +56,8 @@ impl StreamKey {
         }
     }
 
-    fn api_resource(&self) -> ApiResource {
+    /// The resource this stream serves.
+    pub fn api_resource(&self) -> ApiResource {
         let api_version = if self.group.is_empty() {
             self.version.clone()
         } else {
@@ -98,6 +103,8 @@ struct StreamState {
     objects: HashMap<String, String>,
     /// Names seen in the relist under way (to detect deletions missed while disconnected).
     relisting: Option<HashSet<String>>,
+    /// Names the watch reported since a periodic check's LIST started (see `relist`).
+    checking: Option<HashSet<String>>,
     task: Option<CancellationToken>,
 }
 
@@ -113,10 +120,12 @@ struct HubState {
     fingerprints: HashMap<(ObjectKey, Vec<String>, String), (String, Fingerprint)>,
 }
 
-/// Where wake-ups go: a sender per reconcile scope (all namespaces, or one namespace).
+/// Where wake-ups go: a sender per reconcile scope (all namespaces, or one namespace). A
+/// wake-up also ends the CTJ's settled state, so its next round looks again.
 #[derive(Clone, Default)]
 pub struct WakeRoutes {
     routes: Vec<(Option<String>, UnboundedSender<CtjRef>)>,
+    settled: Arc<SettledSet>,
 }
 
 impl WakeRoutes {
@@ -126,6 +135,7 @@ impl WakeRoutes {
     }
 
     fn wake(&self, ctj: &CtjRef) {
+        self.settled.invalidate(ctj);
         for (scope, sender) in &self.routes {
             if scope.is_none() || scope.as_deref() == ctj.namespace.as_deref() {
                 // A closed receiver means that controller is shutting down.
@@ -142,6 +152,8 @@ pub struct WatchHub {
     state: Arc<Mutex<HubState>>,
     routes: WakeRoutes,
     shutdown: CancellationToken,
+    /// How often each stream is compared with a fresh LIST (`None`: never).
+    relist_interval: Option<Duration>,
 }
 
 impl WatchHub {
@@ -152,7 +164,14 @@ impl WatchHub {
             state: Arc::default(),
             routes,
             shutdown,
+            relist_interval: None,
         }
+    }
+
+    /// Compares every stream with a fresh LIST this often, to catch changes a watch missed.
+    pub fn relist_every(mut self, interval: Duration) -> Self {
+        self.relist_interval = Some(interval);
+        self
     }
 
     /// Declares the complete set of objects `ctj` watches, starting and stopping watch streams
@@ -199,6 +218,9 @@ impl WatchHub {
             }
         }
         for (stream, token) in to_start {
+            if let Some(interval) = self.relist_interval {
+                self.spawn_relist(stream.clone(), token.clone(), interval);
+            }
             self.spawn_stream(stream, token);
         }
     }
@@ -206,6 +228,7 @@ impl WatchHub {
     /// Forgets a deleted CTJ.
     pub fn forget(&self, ctj: &CtjRef) {
         self.set_interest(ctj, HashSet::new());
+        self.routes.settled.forget(ctj);
     }
 
     /// CTJs with declared interest.
@@ -219,6 +242,26 @@ impl WatchHub {
     /// Number of distinct watched objects.
     pub fn watched_objects(&self) -> usize {
         self.state.lock().map(|s| s.interest.len()).unwrap_or(0)
+    }
+
+    /// Which CTJs are settled (their resync can be skipped).
+    pub fn settled(&self) -> &SettledSet {
+        &self.routes.settled
+    }
+
+    /// Whether `ctj` watches `entries` objects, each through a synced watch: only then does a
+    /// wake-up reach it for every change, so a resync without one may be skipped.
+    pub fn fully_watched(&self, ctj: &CtjRef, entries: usize) -> bool {
+        let Ok(state) = self.state.lock() else {
+            return false;
+        };
+        let Some(keys) = state.per_ctj.get(ctj) else {
+            return entries == 0;
+        };
+        keys.len() == entries
+            && keys
+                .iter()
+                .all(|k| state.streams.get(&k.stream).is_some_and(|s| s.synced))
     }
 
     /// Number of running watch streams.
@@ -383,6 +426,9 @@ impl HubState {
         let Some(state) = self.streams.get_mut(stream) else {
             return;
         };
+        if let Some(reported) = state.checking.as_mut() {
+            reported.insert(name.to_string());
+        }
         let before = match &rv {
             Some(rv) => state.objects.insert(name.to_string(), rv.clone()),
             None => state.objects.remove(name),

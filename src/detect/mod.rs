@@ -12,5 +12,6 @@ pub mod history;
 pub mod job;
 pub mod job_state;
 pub mod path;
+pub mod resync;
 pub mod select;
 pub mod trigger;

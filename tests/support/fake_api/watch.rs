@@ -26,6 +26,8 @@ pub(crate) struct Watcher {
     fields: FieldSelector,
     metadata_only: bool,
     bookmarks: bool,
+    /// Stays open but delivers nothing (see [`FakeApi::mute_watches`]).
+    muted: bool,
     tx: UnboundedSender<Bytes>,
 }
 
@@ -124,8 +126,8 @@ fn expired(from: u64, oldest: u64) -> Bytes {
 /// Sends a change to every watcher that selects it; forgets watchers whose client went away.
 pub(crate) fn deliver(watchers: &mut Vec<Watcher>, change: &Change) {
     watchers.retain(|w| match w.translate(change) {
-        Some((event, object)) => w.send(w.line(event, object)),
-        None => !w.tx.is_closed(),
+        Some((event, object)) if !w.muted => w.send(w.line(event, object)),
+        _ => !w.tx.is_closed(),
     });
 }
 
@@ -198,6 +200,7 @@ pub(crate) fn start(
         fields,
         metadata_only,
         bookmarks,
+        muted: false,
         tx,
     };
     let from = query.get("resourceVersion").unwrap_or("");
@@ -261,6 +264,16 @@ impl FakeApi {
         state
             .watchers
             .retain(|w| !w.bookmarks || w.send(w.bookmark(rv, false)));
+    }
+
+    /// Makes the open watches of `plural` stay open but silently deliver nothing from now on,
+    /// as a stuck proxy or a lost event would; watches opened later are not affected.
+    pub fn mute_watches(&self, plural: &str) {
+        for w in self.lock().watchers.iter_mut() {
+            if w.plural == plural {
+                w.muted = true;
+            }
+        }
     }
 
     /// Number of open watches (whose client is still reading).

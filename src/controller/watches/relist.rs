@@ -1,0 +1,152 @@
+//! The periodic check of a watch stream: a paginated, metadata-only LIST compared with what the
+//! watch delivered. A watch can stay open and deliver nothing (a stuck proxy, an API server bug,
+//! a dropped event); the settled state of CTJs (`detect::resync`) trusts the watch, so this
+//! LIST is what finds the changes it missed. It costs one request per page of 500 objects per
+//! stream and interval, whatever the number of ChangeTriggeredJobs.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::core::PartialObjectMeta;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::{CtjRef, StreamKey, WatchHub};
+
+/// Objects per page of the check's LIST.
+const PAGE_SIZE: u32 = 500;
+
+impl WatchHub {
+    /// Compares `stream` with a fresh LIST every `interval` until `token` is cancelled.
+    pub(super) fn spawn_relist(
+        &self,
+        stream: StreamKey,
+        token: CancellationToken,
+        interval: Duration,
+    ) {
+        let resource = stream.api_resource();
+        let api: Api<PartialObjectMeta<DynamicObject>> = match &stream.namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
+            None => Api::all_with(self.client.clone(), &resource),
+        };
+        let hub = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = token.cancelled() => return,
+                    () = tokio::time::sleep(interval) => {}
+                }
+                if !hub.begin_check(&stream) {
+                    continue;
+                }
+                let listed = tokio::select! {
+                    () = token.cancelled() => return,
+                    listed = list_all(&api) => listed,
+                };
+                match listed {
+                    Ok(listed) => {
+                        let missed = hub.finish_check(&stream, &listed);
+                        if missed > 0 {
+                            warn!(kind = %stream.kind, namespace = ?stream.namespace, missed,
+                                "the watch missed changes that a LIST shows; woke the ChangeTriggeredJobs concerned");
+                        }
+                    }
+                    Err(error) => {
+                        hub.abandon_check(&stream);
+                        debug!(kind = %stream.kind, namespace = ?stream.namespace, %error,
+                            "periodic LIST failed; trying again at the next interval");
+                    }
+                }
+            }
+        });
+    }
+
+    /// Starts a check of a synced stream: from now on the stream records which objects its
+    /// watch reports, so the LIST (which may be older than those events) does not overrule
+    /// them. False when the stream is not synced (its own relist is under way).
+    fn begin_check(&self, stream: &StreamKey) -> bool {
+        let Ok(mut state) = self.state.lock() else {
+            return false;
+        };
+        match state.streams.get_mut(stream) {
+            Some(s) if s.synced => {
+                s.checking = Some(HashSet::new());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn abandon_check(&self, stream: &StreamKey) {
+        if let Ok(mut state) = self.state.lock()
+            && let Some(s) = state.streams.get_mut(stream)
+        {
+            s.checking = None;
+        }
+    }
+
+    /// Applies the differences between `listed` (name → resourceVersion) and the stream's
+    /// objects, except for objects its watch reported meanwhile; wakes the CTJs concerned and
+    /// returns how many objects differed.
+    fn finish_check(&self, stream: &StreamKey, listed: &HashMap<String, String>) -> usize {
+        let mut wake: BTreeMap<String, HashSet<CtjRef>> = BTreeMap::new();
+        let missed;
+        {
+            let Ok(mut state) = self.state.lock() else {
+                return 0;
+            };
+            let Some(s) = state.streams.get_mut(stream) else {
+                return 0;
+            };
+            let Some(reported) = s.checking.take() else {
+                return 0;
+            };
+            if !s.synced {
+                return 0;
+            }
+            let mut differ: Vec<(String, Option<String>)> = listed
+                .iter()
+                .filter(|(name, rv)| s.objects.get(*name) != Some(*rv))
+                .map(|(name, rv)| (name.clone(), Some(rv.clone())))
+                .collect();
+            differ.extend(
+                s.objects
+                    .keys()
+                    .filter(|name| !listed.contains_key(*name))
+                    .map(|name| (name.clone(), None)),
+            );
+            differ.retain(|(name, _)| !reported.contains(name));
+            missed = differ.len();
+            for (name, rv) in differ {
+                state.observe(stream, &name, rv, &mut wake);
+            }
+        }
+        for ctjs in wake.values() {
+            for ctj in ctjs {
+                self.routes.wake(ctj);
+            }
+        }
+        missed
+    }
+}
+
+/// Every object's resourceVersion, page by page.
+async fn list_all(
+    api: &Api<PartialObjectMeta<DynamicObject>>,
+) -> Result<HashMap<String, String>, kube::Error> {
+    let mut listed = HashMap::new();
+    let mut params = ListParams::default().limit(PAGE_SIZE);
+    loop {
+        let page = api.list(&params).await?;
+        for object in page.items {
+            if let Some(name) = object.metadata.name {
+                listed.insert(name, object.metadata.resource_version.unwrap_or_default());
+            }
+        }
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return Ok(listed),
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! When a safety resync of a ChangeTriggeredJob may be answered without evaluating it again.
+//!
+//! A round that ends settled (nothing to do until an input moves, no deadline) is remembered
+//! with the CTJ's resourceVersion and the *epoch* of its inputs: a counter that every wake-up
+//! from a watched object's watch, and every event of one of its Jobs, increases. A later
+//! resync whose CTJ has the same resourceVersion and whose epoch did not move since the round
+//! started has nothing new to look at. The CTJ's resourceVersion covers its spec (generation),
+//! its annotations (the manual-trigger value) and its status; the epoch covers its objects and
+//! its Jobs. Changes that a watch missed are found by the periodic LIST of each watch stream
+//! (see `controller::watches`), which wakes — and so moves the epoch of — the CTJs concerned.
+
+use crate::detect::trigger::Decision;
+
+/// What a settled round of one ChangeTriggeredJob was based on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settled {
+    /// The CTJ's resourceVersion the round read.
+    pub resource_version: String,
+    /// The inputs' epoch when the round started (before it observed anything).
+    pub epoch: u64,
+}
+
+/// Whether a round may be remembered as settled: it found no problem, its decision waits for
+/// an input to move (no Job to create, no cooldown end to come back for), and every watched
+/// object is followed by a synced watch (objects read by GET on every round have no epoch).
+pub fn settles(decision: &Decision, problems: usize, transient: bool, fully_watched: bool) -> bool {
+    let waits_for_input = matches!(
+        decision,
+        Decision::Idle | Decision::Waiting { .. } | Decision::Suspended { .. }
+    );
+    waits_for_input && problems == 0 && !transient && fully_watched
+}
+
+/// Whether a resync may skip the round: the last round settled on this same resourceVersion
+/// and nothing woke the CTJ since that round started.
+pub fn unchanged(settled: Option<&Settled>, resource_version: &str, epoch: u64) -> bool {
+    settled.is_some_and(|s| s.resource_version == resource_version && s.epoch == epoch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::Timestamp;
+
+    fn settled(rv: &str, epoch: u64) -> Settled {
+        Settled {
+            resource_version: rv.into(),
+            epoch,
+        }
+    }
+
+    #[test]
+    fn resync_of_an_unchanged_ctj_is_skipped() {
+        assert!(unchanged(Some(&settled("41", 3)), "41", 3));
+    }
+
+    #[test]
+    fn a_new_resource_version_of_the_ctj_needs_a_round() {
+        // Spec edits, a new manual-trigger value and status writes all move it.
+        assert!(!unchanged(Some(&settled("41", 3)), "42", 3));
+    }
+
+    #[test]
+    fn a_wake_up_since_the_round_started_needs_a_round() {
+        assert!(!unchanged(Some(&settled("41", 3)), "41", 4));
+    }
+
+    #[test]
+    fn a_ctj_never_settled_needs_a_round() {
+        assert!(!unchanged(None, "41", 0));
+    }
+
+    #[test]
+    fn only_rounds_that_wait_for_an_input_settle() {
+        assert!(settles(&Decision::Idle, 0, false, true));
+        assert!(settles(
+            &Decision::Waiting { pending: 1, of: 2 },
+            0,
+            false,
+            true
+        ));
+        assert!(settles(&Decision::Suspended { pending: 1 }, 0, false, true));
+        let deferred = Decision::Deferred {
+            until: Timestamp::UNIX_EPOCH,
+            changed: Vec::new(),
+        };
+        assert!(
+            !settles(&deferred, 0, false, true),
+            "a cooldown end is a deadline"
+        );
+    }
+
+    #[test]
+    fn rounds_with_problems_or_unwatched_objects_do_not_settle() {
+        assert!(!settles(&Decision::Idle, 1, false, true));
+        assert!(!settles(&Decision::Idle, 0, true, true));
+        assert!(
+            !settles(&Decision::Idle, 0, false, false),
+            "an object read by GET every round has no watch to wake the CTJ"
+        );
+    }
+}

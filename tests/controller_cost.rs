@@ -1,0 +1,152 @@
+//! What the reconcile loop costs the API server: a safety resync of a ChangeTriggeredJob whose
+//! inputs did not move is answered from memory, the periodic LIST of each watch stream still
+//! catches a change the watch missed, and first observations read objects by LIST.
+
+#[path = "controller/harness.rs"]
+#[allow(dead_code)]
+mod harness;
+mod support;
+
+use std::time::Duration;
+
+use harness::*;
+use support::fake_api::Verb;
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn unchanged_resyncs(h: &Harness) -> u64 {
+    h.metrics.reconciles.with_label_values(&["unchanged"]).get()
+}
+
+#[tokio::test(start_paused = true)]
+async fn resync_of_an_unchanged_ctj_makes_no_request_and_writes_nothing() {
+    let h = Harness::start_with(|s| {
+        s.poll_interval = 10 * SEC;
+        s.relist_interval = Duration::from_secs(600);
+    })
+    .await;
+    h.put_configmap("a", &[("k", "1")]);
+    h.put_configmap("b", &[("k", "1")]);
+    h.create_ctj(&ctj("idle", vec![cm("a"), cm("b")])).await;
+    h.observed("idle", 2).await;
+    h.wait(2 * SEC).await;
+    h.fake.clear_requests();
+    let before = unchanged_resyncs(&h);
+
+    h.wait(35 * SEC).await;
+    let requests: Vec<_> = h
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.verb != Verb::Watch)
+        .map(|r| format!("{} {}", r.verb.as_str(), r.resource))
+        .collect();
+    assert!(
+        requests.is_empty(),
+        "three resyncs of an unchanged CTJ cost no request: {requests:?}"
+    );
+    assert!(
+        unchanged_resyncs(&h) - before >= 3,
+        "each resync was answered as unchanged"
+    );
+
+    // Inputs that move still get a full round: a change of a watched object...
+    h.put_configmap("a", &[("k", "2")]);
+    h.expect_jobs("idle", 1, 5 * SEC).await;
+    // ...and a new manual-trigger value.
+    h.patch_ctj(
+        "idle",
+        serde_json::json!({"metadata": {"annotations": {"changejob.dev/trigger": "now"}}}),
+    )
+    .await;
+    h.expect_jobs("idle", 2, 5 * SEC).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_change_a_watch_silently_missed_is_caught_by_the_periodic_list() {
+    let h = Harness::start_with(|s| {
+        s.poll_interval = 10 * SEC;
+        s.relist_interval = 30 * SEC;
+    })
+    .await;
+    h.put_configmap("quiet", &[("k", "1")]);
+    h.create_ctj(&ctj("missed", vec![cm("quiet")])).await;
+    h.observed("missed", 1).await;
+    h.wait(2 * SEC).await;
+
+    h.fake.mute_watches("configmaps");
+    h.put_configmap("quiet", &[("k", "2")]);
+    // Resyncs trust the watch, which says nothing...
+    h.wait(12 * SEC).await;
+    assert!(h.jobs("missed").is_empty());
+    // ...until the stream's periodic LIST shows the new resourceVersion.
+    h.expect_jobs("missed", 1, 30 * SEC).await;
+    assert!(
+        h.fake.count(Verb::List, "configmaps") >= 2,
+        "the initial LIST and at least one periodic LIST"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn first_observation_lists_each_stream_once_instead_of_one_get_per_object() {
+    let mut h = Harness::start().await;
+    h.stop().await;
+    for i in 0..20 {
+        h.put_configmap(&format!("cm-{i}"), &[("k", "1")]);
+    }
+    for i in 0..10 {
+        let objects = vec![
+            cm(&format!("cm-{}", 2 * i)),
+            cm(&format!("cm-{}", 2 * i + 1)),
+        ];
+        h.create_ctj(&ctj(&format!("ctj-{i}"), objects)).await;
+    }
+    // One watched object does not exist yet: the LIST shows that too.
+    h.create_ctj(&ctj("early", vec![cm("cm-0"), cm("not-yet")]))
+        .await;
+    h.fake.clear_requests();
+
+    h.restart().await;
+    for i in 0..10 {
+        h.observed(&format!("ctj-{i}"), 2).await;
+    }
+    h.observed("early", 2).await;
+    let early = h.status("early");
+    assert_eq!(
+        early
+            .resource_hashes
+            .iter()
+            .map(|r| r.exists)
+            .collect::<Vec<_>>(),
+        vec![true, false]
+    );
+    assert_eq!(
+        h.fake.count(Verb::Get, "configmaps"),
+        0,
+        "no object is read one by one"
+    );
+    assert!(
+        h.fake.count(Verb::List, "configmaps") <= 2,
+        "one LIST of content and the metadata watch's own LIST"
+    );
+    assert_eq!(h.fake.count(Verb::Patch, "changetriggeredjobs"), 11);
+
+    // A new leader (a restart here) re-observes everything from LISTs and writes nothing.
+    h.wait(2 * SEC).await;
+    h.fake.clear_requests();
+    h.restart().await;
+    h.wait(5 * SEC).await;
+    assert_eq!(h.fake.count(Verb::Get, "configmaps"), 0);
+    assert_eq!(
+        h.fake.count(Verb::Patch, "changetriggeredjobs"),
+        0,
+        "status is already up to date"
+    );
+    // And the LIST's fingerprints are the GET's: the objects are not pending.
+    h.put_configmap("cm-3", &[("k", "2")]);
+    h.expect_jobs("ctj-1", 1, 5 * SEC).await;
+    h.wait(2 * SEC).await;
+    for i in (0..10).filter(|i| *i != 1) {
+        assert!(h.jobs(&format!("ctj-{i}")).is_empty(), "ctj-{i} fired");
+    }
+}
