@@ -14,6 +14,7 @@ pub mod inspect;
 pub mod leader;
 pub mod metrics;
 pub mod metrics_server;
+pub mod plugin;
 pub mod run;
 pub mod telemetry;
 pub mod webhook;

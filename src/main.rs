@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use kube_changejob::config::Overrides;
 use kube_changejob::detect::fingerprint::FingerprintKey;
-use kube_changejob::{api, inspect};
+use kube_changejob::{api, inspect, plugin};
 
 #[derive(Parser)]
 #[command(
@@ -60,6 +60,13 @@ enum OutputFormat {
 }
 
 fn main() -> ExitCode {
+    // Installed (or symlinked) as kubectl-changejob, the binary is the kubectl plugin.
+    if std::env::args_os()
+        .next()
+        .is_some_and(|argv0| plugin::called_as_plugin(&argv0))
+    {
+        return plugin::main(std::env::args_os());
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Run(overrides) => kube_changejob::run::main(*overrides),

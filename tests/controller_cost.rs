@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use harness::*;
-use support::fake_api::Verb;
+use support::fake_api::{FakeError, Matcher, Verb};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -149,4 +149,68 @@ async fn first_observation_lists_each_stream_once_instead_of_one_get_per_object(
     for i in (0..10).filter(|i| *i != 1) {
         assert!(h.jobs(&format!("ctj-{i}")).is_empty(), "ctj-{i} fired");
     }
+}
+
+/// CTJs watching ConfigMaps in `namespaces` namespaces (`ns-0`, `ns-1`, ...), one each.
+async fn spread_over(h: &Harness, namespaces: usize) {
+    for i in 0..namespaces {
+        let ns = format!("ns-{i}");
+        h.fake.create_namespace(&ns);
+        h.fake.put(&configmap(&ns, "settings", &[("k", "1")]));
+        let watched = resource("v1", "ConfigMap", Some(&ns), "settings");
+        h.create_ctj(&ctj(&format!("ctj-{i}"), vec![watched])).await;
+    }
+    for i in 0..namespaces {
+        h.observed(&format!("ctj-{i}"), 1).await;
+    }
+}
+
+fn configmap_watches(h: &Harness, cluster_wide: bool) -> usize {
+    h.fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.verb == Verb::Watch && r.resource == "configmaps")
+        .filter(|r| r.namespace.is_none() == cluster_wide)
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn past_the_threshold_a_kind_is_watched_cluster_wide() {
+    let h = Harness::start_with(|s| s.cluster_watch_threshold = 2).await;
+    spread_over(&h, 4).await;
+    h.wait(3 * SEC).await;
+    assert_eq!(configmap_watches(&h, true), 1, "one cluster-wide watch");
+
+    // A namespace that joins later is served by it: no watch of its own.
+    h.fake.clear_requests();
+    h.fake.create_namespace("late");
+    h.fake.put(&configmap("late", "settings", &[("k", "1")]));
+    let late = resource("v1", "ConfigMap", Some("late"), "settings");
+    h.create_ctj(&ctj("late", vec![late])).await;
+    h.observed("late", 1).await;
+    assert_eq!(configmap_watches(&h, false), 0);
+
+    // Changes in every namespace still trigger, from the one watch.
+    h.fake.put(&configmap("late", "settings", &[("k", "2")]));
+    h.expect_jobs("late", 1, 5 * SEC).await;
+    h.fake.put(&configmap("ns-0", "settings", &[("k", "2")]));
+    h.expect_jobs("ctj-0", 1, 5 * SEC).await;
+    assert!(h.jobs("ctj-1").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_cluster_wide_list_rights_each_namespace_keeps_its_watch() {
+    let h = Harness::start_with(|s| s.cluster_watch_threshold = 2).await;
+    h.fake.fail_always(
+        Matcher::any()
+            .verb(Verb::List)
+            .resource("configmaps")
+            .cluster_scope(),
+        FakeError::forbidden(),
+    );
+    spread_over(&h, 4).await;
+    h.wait(3 * SEC).await;
+    assert_eq!(configmap_watches(&h, false), 4, "one watch per namespace");
+    h.fake.put(&configmap("ns-3", "settings", &[("k", "2")]));
+    h.expect_jobs("ctj-3", 1, 5 * SEC).await;
 }

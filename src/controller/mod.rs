@@ -152,7 +152,10 @@ async fn run_term(deps: Dependencies, term: CancellationToken) {
         receivers.push(rx);
     }
     let hub = WatchHub::new(deps.client.clone(), routes, term.clone())
-        .relist_every(settings.relist_interval);
+        .relist_every(settings.relist_interval)
+        .cluster_watch_past(
+            usize::try_from(settings.cluster_watch_threshold).unwrap_or(usize::MAX),
+        );
     let recorder = events::EventPublisher::new(deps.client.clone(), &settings.pod_name);
     let shared = Arc::new(Shared::new(
         deps.client.clone(),

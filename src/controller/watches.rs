@@ -27,6 +27,7 @@ use super::settled::SettledSet;
 use crate::api::ChangeTriggeredJob;
 use crate::detect::fingerprint::Fingerprint;
 
+mod cluster;
 mod relist;
 
 /// One watch stream: a resource type, in one namespace or cluster-wide.
@@ -116,6 +117,10 @@ struct HubState {
     /// scanning every key.
     stream_users: HashMap<StreamKey, usize>,
     per_ctj: HashMap<CtjRef, HashSet<ObjectKey>>,
+    /// Cluster-wide watches of namespaced kinds watched in many namespaces (see `cluster`).
+    cluster: HashMap<StreamKey, cluster::ClusterSource>,
+    /// Kinds the operator may not watch cluster-wide.
+    cluster_denied: HashSet<StreamKey>,
     /// Fingerprint cache: (object, fields, key id) → (resourceVersion, fingerprint).
     fingerprints: HashMap<(ObjectKey, Vec<String>, String), (String, Fingerprint)>,
 }
@@ -154,6 +159,8 @@ pub struct WatchHub {
     shutdown: CancellationToken,
     /// How often each stream is compared with a fresh LIST (`None`: never).
     relist_interval: Option<Duration>,
+    /// Namespaces per kind past which the kind is watched cluster-wide (`None`: never).
+    cluster_threshold: Option<usize>,
 }
 
 impl WatchHub {
@@ -165,7 +172,15 @@ impl WatchHub {
             routes,
             shutdown,
             relist_interval: None,
+            cluster_threshold: None,
         }
+    }
+
+    /// Watches a namespaced kind cluster-wide once its watched objects live in more than
+    /// `namespaces` namespaces (0: never).
+    pub fn cluster_watch_past(mut self, namespaces: usize) -> Self {
+        self.cluster_threshold = (namespaces > 0).then_some(namespaces);
+        self
     }
 
     /// Compares every stream with a fresh LIST this often, to catch changes a watch missed.
@@ -178,6 +193,7 @@ impl WatchHub {
     /// as needed.
     pub fn set_interest(&self, ctj: &CtjRef, objects: HashSet<ObjectKey>) {
         let mut to_start = Vec::new();
+        let mut to_promote = Vec::new();
         {
             let Ok(mut state) = self.state.lock() else {
                 return;
@@ -197,15 +213,25 @@ impl WatchHub {
                     *state.stream_users.entry(key.stream.clone()).or_default() += 1;
                 }
                 if !state.streams.contains_key(&key.stream) {
-                    let token = self.shutdown.child_token();
-                    state.streams.insert(
-                        key.stream.clone(),
-                        StreamState {
-                            task: Some(token.clone()),
-                            ..StreamState::default()
-                        },
-                    );
-                    to_start.push((key.stream.clone(), token));
+                    if let Some(served) = state.served_by_cluster(&key.stream) {
+                        state.streams.insert(key.stream.clone(), served);
+                    } else {
+                        let token = self.shutdown.child_token();
+                        state.streams.insert(
+                            key.stream.clone(),
+                            StreamState {
+                                task: Some(token.clone()),
+                                ..StreamState::default()
+                            },
+                        );
+                        to_start.push((key.stream.clone(), token));
+                    }
+                    if let Some(threshold) = self.cluster_threshold
+                        && let Some(kind) =
+                            state.maybe_promote(&key.stream, threshold, &self.shutdown)
+                    {
+                        to_promote.push(kind);
+                    }
                 }
             }
             if !objects.is_empty() {
@@ -218,11 +244,19 @@ impl WatchHub {
             }
         }
         for (stream, token) in to_start {
-            if let Some(interval) = self.relist_interval {
-                self.spawn_relist(stream.clone(), token.clone(), interval);
-            }
-            self.spawn_stream(stream, token);
+            self.start_stream(stream, token);
         }
+        for (kind, token) in to_promote {
+            self.spawn_cluster(kind, token);
+        }
+    }
+
+    /// Runs the watch of `stream` (and its periodic check) until `token` is cancelled.
+    fn start_stream(&self, stream: StreamKey, token: CancellationToken) {
+        if let Some(interval) = self.relist_interval {
+            self.spawn_relist(stream.clone(), token.clone(), interval);
+        }
+        self.spawn_stream(stream, token);
     }
 
     /// Forgets a deleted CTJ.
@@ -477,6 +511,7 @@ impl HubState {
         if let Some(task) = self.streams.remove(stream).and_then(|s| s.task) {
             task.cancel();
         }
+        self.stop_cluster_if_unused(stream);
     }
 }
 

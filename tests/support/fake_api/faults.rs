@@ -22,6 +22,7 @@ pub struct Matcher {
     namespace: Option<String>,
     name: Option<String>,
     subresource: Option<Option<String>>,
+    cluster_scope: bool,
 }
 
 impl Matcher {
@@ -70,6 +71,13 @@ impl Matcher {
     }
 
     /// Only requests to the main resource, not to a subresource.
+    /// Only requests at cluster scope (no namespace in the path).
+    #[must_use]
+    pub fn cluster_scope(mut self) -> Self {
+        self.cluster_scope = true;
+        self
+    }
+
     #[must_use]
     pub fn main_resource(mut self) -> Self {
         self.subresource = Some(None);
@@ -78,6 +86,7 @@ impl Matcher {
 
     pub fn matches(&self, req: &RecordedRequest) -> bool {
         self.verb.is_none_or(|v| v == req.verb)
+            && (!self.cluster_scope || req.namespace.is_none())
             && self.group.as_ref().is_none_or(|g| *g == req.group)
             && self.resource.as_ref().is_none_or(|r| *r == req.resource)
             && self

@@ -1,0 +1,449 @@
+//! One cluster-wide metadata watch per kind instead of one per namespace. When the watched
+//! objects of a namespaced kind live in more namespaces than the threshold, the hub starts a
+//! watch of the kind across all namespaces. Once it has listed, it serves every namespace of
+//! the kind: the per-namespace watches stop, and namespaces that join later are served from
+//! its cache at once. If the operator may not list and watch the kind at cluster scope (403),
+//! the per-namespace watches simply carry on, now and for the rest of the term.
+//!
+//! The price: the hub holds the name and resourceVersion of every object of the kind in the
+//! cluster, not only in the watched namespaces (about 100 bytes each).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event, watcher};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{CtjRef, HubState, StreamKey, StreamState, WatchHub};
+
+/// Objects per page of the periodic check's LIST.
+const PAGE_SIZE: u32 = 500;
+
+/// The cluster-wide watch of one kind.
+pub(super) struct ClusterSource {
+    task: CancellationToken,
+    /// It has listed once and now serves the kind's namespaced streams.
+    serving: bool,
+    synced: bool,
+    /// namespace → name → resourceVersion, for every object of the kind.
+    objects: HashMap<String, HashMap<String, String>>,
+    relisting: Option<HashSet<(String, String)>>,
+    checking: Option<HashSet<(String, String)>>,
+}
+
+/// The cluster-wide stream of `stream`'s kind.
+fn kind_of(stream: &StreamKey) -> StreamKey {
+    StreamKey {
+        namespace: None,
+        ..stream.clone()
+    }
+}
+
+fn same_kind(a: &StreamKey, b: &StreamKey) -> bool {
+    a.group == b.group && a.version == b.version && a.plural == b.plural
+}
+
+impl HubState {
+    /// The state of a new namespaced stream whose kind a cluster-wide watch serves.
+    pub(super) fn served_by_cluster(&self, stream: &StreamKey) -> Option<StreamState> {
+        let namespace = stream.namespace.as_ref()?;
+        let source = self.cluster.get(&kind_of(stream)).filter(|s| s.serving)?;
+        Some(StreamState {
+            synced: source.synced,
+            objects: source.objects.get(namespace).cloned().unwrap_or_default(),
+            ..StreamState::default()
+        })
+    }
+
+    /// Starts (bookkeeping only) a cluster-wide watch for the kind of `stream` when its
+    /// namespaces are past `threshold`; returns the kind's stream and its token to spawn.
+    pub(super) fn maybe_promote(
+        &mut self,
+        stream: &StreamKey,
+        threshold: usize,
+        shutdown: &CancellationToken,
+    ) -> Option<(StreamKey, CancellationToken)> {
+        stream.namespace.as_ref()?;
+        let kind = kind_of(stream);
+        if self.cluster.contains_key(&kind) || self.cluster_denied.contains(&kind) {
+            return None;
+        }
+        let namespaces = self
+            .streams
+            .keys()
+            .filter(|s| s.namespace.is_some() && same_kind(s, stream))
+            .count();
+        if namespaces <= threshold {
+            return None;
+        }
+        let task = shutdown.child_token();
+        self.cluster.insert(
+            kind.clone(),
+            ClusterSource {
+                task: task.clone(),
+                serving: false,
+                synced: false,
+                objects: HashMap::new(),
+                relisting: None,
+                checking: None,
+            },
+        );
+        Some((kind, task))
+    }
+
+    /// Stops the kind's cluster-wide watch when none of its namespaces is watched any more.
+    pub(super) fn stop_cluster_if_unused(&mut self, stream: &StreamKey) {
+        if stream.namespace.is_none() {
+            return;
+        }
+        let kind = kind_of(stream);
+        let used = self
+            .streams
+            .keys()
+            .any(|s| s.namespace.is_some() && same_kind(s, stream));
+        if !used && let Some(source) = self.cluster.remove(&kind) {
+            source.task.cancel();
+        }
+    }
+
+    /// Namespaced streams of `kind`.
+    fn streams_of(&self, kind: &StreamKey) -> Vec<StreamKey> {
+        self.streams
+            .keys()
+            .filter(|s| s.namespace.is_some() && same_kind(s, kind))
+            .cloned()
+            .collect()
+    }
+}
+
+impl WatchHub {
+    /// Runs the cluster-wide watch of `kind` until `token` is cancelled.
+    pub(super) fn spawn_cluster(&self, kind: StreamKey, token: CancellationToken) {
+        let resource = kind.api_resource();
+        let api: Api<PartialObjectMeta<DynamicObject>> =
+            Api::all_with(self.client.clone(), &resource);
+        info!(kind = %kind.kind, "watching the kind cluster-wide instead of per namespace");
+        let hub = self.clone();
+        let check_every = self.relist_interval;
+        tokio::spawn(async move {
+            let events = watcher(api.clone(), watcher::Config::default()).default_backoff();
+            let mut events = std::pin::pin!(events);
+            let mut next_check = check_every.map(|d| tokio::time::Instant::now() + d);
+            loop {
+                let check = async {
+                    match next_check {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => futures::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    () = token.cancelled() => return,
+                    () = check => {
+                        next_check = check_every.map(|d| tokio::time::Instant::now() + d);
+                        hub.check_cluster(&kind, &api, &token).await;
+                    }
+                    next = events.next() => match next {
+                        Some(Ok(event)) => hub.apply_cluster(&kind, event),
+                        Some(Err(error)) if forbidden(&error) => {
+                            hub.deny_cluster(&kind);
+                            return;
+                        }
+                        Some(Err(error)) => {
+                            warn!(kind = %kind.kind, %error, "cluster-wide watch failed; retrying");
+                            hub.cluster_unsynced(&kind);
+                        }
+                        None => return,
+                    },
+                }
+            }
+        });
+    }
+
+    fn apply_cluster(&self, kind: &StreamKey, event: Event<PartialObjectMeta<DynamicObject>>) {
+        let mut forward: Vec<(StreamKey, String, Option<String>)> = Vec::new();
+        let mut take_over = false;
+        {
+            let Ok(mut state) = self.state.lock() else {
+                return;
+            };
+            let Some(source) = state.cluster.get_mut(kind) else {
+                return;
+            };
+            let stream_of = |ns: &str| StreamKey {
+                namespace: Some(ns.to_string()),
+                ..kind.clone()
+            };
+            match event {
+                Event::Init => source.relisting = Some(HashSet::new()),
+                Event::InitApply(object) | Event::Apply(object) => {
+                    let (Some(ns), Some(name)) = (object.metadata.namespace, object.metadata.name)
+                    else {
+                        return;
+                    };
+                    let rv = object.metadata.resource_version.unwrap_or_default();
+                    for seen in [&mut source.relisting, &mut source.checking]
+                        .into_iter()
+                        .flatten()
+                    {
+                        seen.insert((ns.clone(), name.clone()));
+                    }
+                    source
+                        .objects
+                        .entry(ns.clone())
+                        .or_default()
+                        .insert(name.clone(), rv.clone());
+                    if source.serving {
+                        forward.push((stream_of(&ns), name, Some(rv)));
+                    }
+                }
+                Event::Delete(object) => {
+                    let (Some(ns), Some(name)) = (object.metadata.namespace, object.metadata.name)
+                    else {
+                        return;
+                    };
+                    if let Some(checking) = source.checking.as_mut() {
+                        checking.insert((ns.clone(), name.clone()));
+                    }
+                    if let Some(names) = source.objects.get_mut(&ns) {
+                        names.remove(&name);
+                    }
+                    if source.serving {
+                        forward.push((stream_of(&ns), name, None));
+                    }
+                }
+                Event::InitDone => {
+                    source.synced = true;
+                    if let Some(listed) = source.relisting.take() {
+                        for (ns, names) in source.objects.iter_mut() {
+                            names.retain(|name, _| {
+                                let keep = listed.contains(&(ns.clone(), name.clone()));
+                                if !keep && source.serving {
+                                    forward.push((stream_of(ns), name.clone(), None));
+                                }
+                                keep
+                            });
+                        }
+                    }
+                    take_over = !source.serving;
+                    source.serving = true;
+                }
+            }
+            if take_over {
+                // Stop the per-namespace watches and bring their state in line.
+                for stream in state.streams_of(kind) {
+                    let ns = stream.namespace.clone().unwrap_or_default();
+                    let listed = state
+                        .cluster
+                        .get(kind)
+                        .and_then(|s| s.objects.get(&ns))
+                        .cloned()
+                        .unwrap_or_default();
+                    let Some(s) = state.streams.get_mut(&stream) else {
+                        continue;
+                    };
+                    if let Some(task) = s.task.take() {
+                        task.cancel();
+                    }
+                    s.relisting = None;
+                    s.checking = None;
+                    s.synced = true;
+                    for name in s.objects.keys().filter(|n| !listed.contains_key(*n)) {
+                        forward.push((stream.clone(), name.clone(), None));
+                    }
+                    for (name, rv) in listed {
+                        forward.push((stream.clone(), name, Some(rv)));
+                    }
+                }
+            } else if let Some(source) = state.cluster.get(kind)
+                && source.synced
+            {
+                for stream in state.streams_of(kind) {
+                    if let Some(s) = state.streams.get_mut(&stream) {
+                        s.synced = true;
+                    }
+                }
+            }
+        }
+        self.forward(forward);
+    }
+
+    /// Applies reported versions to namespaced streams and wakes the CTJs concerned.
+    fn forward(&self, forward: Vec<(StreamKey, String, Option<String>)>) {
+        if forward.is_empty() {
+            return;
+        }
+        let mut wake: BTreeMap<String, HashSet<CtjRef>> = BTreeMap::new();
+        {
+            let Ok(mut state) = self.state.lock() else {
+                return;
+            };
+            for (stream, name, rv) in forward {
+                state.observe(&stream, &name, rv, &mut wake);
+            }
+        }
+        for ctjs in wake.values() {
+            for ctj in ctjs {
+                self.routes.wake(ctj);
+            }
+        }
+    }
+
+    fn cluster_unsynced(&self, kind: &StreamKey) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        let serving = match state.cluster.get_mut(kind) {
+            Some(source) => {
+                source.synced = false;
+                source.serving
+            }
+            None => return,
+        };
+        if serving {
+            for stream in state.streams_of(kind) {
+                if let Some(s) = state.streams.get_mut(&stream) {
+                    s.synced = false;
+                }
+            }
+        }
+    }
+
+    /// The operator may not watch the kind cluster-wide: per-namespace watches for the rest of
+    /// the term (restarted if the cluster-wide watch had taken over).
+    fn deny_cluster(&self, kind: &StreamKey) {
+        let mut restart = Vec::new();
+        {
+            let Ok(mut state) = self.state.lock() else {
+                return;
+            };
+            let Some(source) = state.cluster.remove(kind) else {
+                return;
+            };
+            state.cluster_denied.insert(kind.clone());
+            if source.serving {
+                for stream in state.streams_of(kind) {
+                    if let Some(s) = state.streams.get_mut(&stream) {
+                        let token = self.shutdown.child_token();
+                        s.task = Some(token.clone());
+                        s.synced = false;
+                        restart.push((stream, token));
+                    }
+                }
+            }
+        }
+        info!(kind = %kind.kind,
+            "not allowed to list and watch the kind cluster-wide; keeping one watch per namespace");
+        for (stream, token) in restart {
+            self.start_stream(stream, token);
+        }
+    }
+
+    /// Compares the cluster-wide cache with a fresh LIST (see `relist`).
+    async fn check_cluster(
+        &self,
+        kind: &StreamKey,
+        api: &Api<PartialObjectMeta<DynamicObject>>,
+        token: &CancellationToken,
+    ) {
+        {
+            let Ok(mut state) = self.state.lock() else {
+                return;
+            };
+            match state.cluster.get_mut(kind) {
+                Some(source) if source.synced && source.serving => {
+                    source.checking = Some(HashSet::new());
+                }
+                _ => return,
+            }
+        }
+        let listed = tokio::select! {
+            () = token.cancelled() => return,
+            listed = list_all(api) => listed,
+        };
+        let listed = match listed {
+            Ok(listed) => listed,
+            Err(error) => {
+                debug!(kind = %kind.kind, %error, "periodic cluster-wide LIST failed");
+                return;
+            }
+        };
+        let mut forward = Vec::new();
+        {
+            let Ok(mut state) = self.state.lock() else {
+                return;
+            };
+            let Some(source) = state.cluster.get_mut(kind) else {
+                return;
+            };
+            let Some(reported) = source.checking.take() else {
+                return;
+            };
+            let stream_of = |ns: &str| StreamKey {
+                namespace: Some(ns.to_string()),
+                ..kind.clone()
+            };
+            for ((ns, name), rv) in &listed {
+                if reported.contains(&(ns.clone(), name.clone())) {
+                    continue;
+                }
+                let names = source.objects.entry(ns.clone()).or_default();
+                if names.get(name) != Some(rv) {
+                    names.insert(name.clone(), rv.clone());
+                    forward.push((stream_of(ns), name.clone(), Some(rv.clone())));
+                }
+            }
+            for (ns, names) in source.objects.iter_mut() {
+                names.retain(|name, _| {
+                    let key = (ns.clone(), name.clone());
+                    let keep = listed.contains_key(&key) || reported.contains(&key);
+                    if !keep {
+                        forward.push((stream_of(ns), name.clone(), None));
+                    }
+                    keep
+                });
+            }
+        }
+        if !forward.is_empty() {
+            warn!(kind = %kind.kind, missed = forward.len(),
+                "the cluster-wide watch missed changes that a LIST shows; woke the ChangeTriggeredJobs concerned");
+        }
+        self.forward(forward);
+    }
+}
+
+fn forbidden(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => status.code == 403,
+        watcher::Error::WatchError(status) => status.code == 403,
+        _ => false,
+    }
+}
+
+/// Every object's (namespace, name) → resourceVersion, page by page.
+async fn list_all(
+    api: &Api<PartialObjectMeta<DynamicObject>>,
+) -> Result<HashMap<(String, String), String>, kube::Error> {
+    let mut listed = HashMap::new();
+    let mut params = ListParams::default().limit(PAGE_SIZE);
+    loop {
+        let page = api.list(&params).await?;
+        for object in page.items {
+            if let (Some(ns), Some(name)) = (object.metadata.namespace, object.metadata.name) {
+                listed.insert(
+                    (ns, name),
+                    object.metadata.resource_version.unwrap_or_default(),
+                );
+            }
+        }
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return Ok(listed),
+        }
+    }
+}
