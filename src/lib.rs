@@ -15,6 +15,7 @@ pub mod leader;
 pub mod metrics;
 pub mod metrics_server;
 pub mod plugin;
+pub mod request_body;
 pub mod run;
 pub mod telemetry;
 pub mod webhook;

@@ -22,12 +22,12 @@ use axum_server::tls_rustls::RustlsConfig;
 use http::{StatusCode, header};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tracing::{info, warn};
 
 use crate::config::Settings;
 use crate::metrics::Metrics;
+use crate::request_body::{BodyLimit, limit_body};
 
 pub use auth::{AuthError, Authorizer, Decision, DecisionCache};
 pub use readiness::{Readiness, ReadinessFlag};
@@ -147,7 +147,10 @@ fn router(metrics: Metrics, readiness: Readiness, client: kube::Client, secure: 
         .route("/readyz", get(readyz))
         .with_state(readiness)
         .merge(scrape)
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            BodyLimit(BODY_LIMIT),
+            limit_body,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,

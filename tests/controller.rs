@@ -5,6 +5,8 @@
 mod concurrency;
 #[path = "controller/harness.rs"]
 mod harness;
+#[path = "controller/recovery.rs"]
+mod recovery;
 mod support;
 
 use std::time::Duration;
@@ -271,7 +273,8 @@ async fn change_during_cooldown_fires_when_the_cooldown_ends() {
     assert_eq!(h.jobs("cooled").len(), 1, "inside the cooldown");
     let status = h.status("cooled");
     let fires = status.next_trigger_time.expect("nextTriggerTime").0;
-    assert_eq!(fires, first + jiff::SignedDuration::from_secs(60));
+    // lastTriggeredTime holds whole seconds: the cooldown counts from the end of that second.
+    assert_eq!(fires, first + jiff::SignedDuration::from_secs(61));
     let progressing = h.condition("cooled", "Progressing").expect("progressing");
     assert_eq!(progressing.1, "CooldownActive");
 

@@ -450,6 +450,42 @@ async fn oversized_request_bodies_are_refused() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(reply.body.contains("limit of 4 KiB"), "{}", reply.body);
+    assert!(server.stop().await.is_ok());
+}
+
+/// A large upload over TLS is read to its end, answered 413, and the connection then ends in
+/// order, so the client sees the answer instead of a reset.
+#[tokio::test]
+async fn an_oversized_upload_over_tls_gets_413_and_a_clean_close() {
+    let fake = fake();
+    let server = start(&fake, true).await;
+    let config = server
+        .tls
+        .clone()
+        .unwrap_or_else(|| panic!("TLS client config"));
+    for path in ["/metrics", "/healthz"] {
+        let tcp = TcpStream::connect(server.addr)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let name = ServerName::try_from("localhost").unwrap_or_else(|e| panic!("{e}"));
+        let tls = tokio_rustls::TlsConnector::from(config.clone())
+            .connect(name, tcp)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let size = 2 * 1024 * 1024;
+        let head =
+            format!("POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {size}\r\n\r\n");
+        let got = support::raw_http::upload(tls, &head, size).await;
+        assert_eq!(got.status(), Some(413), "{path}: {got:?}");
+        assert!(got.response.contains("limit of 4 KiB"), "{}", got.response);
+        assert_eq!(got.sent, Ok(()), "{path}: the upload was cut off");
+        assert_eq!(
+            got.end,
+            Ok(()),
+            "{path}: the connection did not end cleanly"
+        );
+    }
     assert!(server.stop().await.is_ok());
 }
 

@@ -790,6 +790,61 @@ async fn wrong_method_unknown_path_and_huge_body_are_refused() {
     assert_eq!(h.raw("POST", "/validate", huge).await.status, 413);
 }
 
+/// An 8 MiB review, as in the report from a real cluster: the whole upload is read, the
+/// client gets 413 naming the limit, and the TLS connection then ends in order (no reset).
+#[tokio::test]
+async fn an_oversized_review_gets_413_over_tls_and_a_clean_close() {
+    use support::raw_http::upload;
+    use support_webhook::https::tls_connect;
+    let h = harness::start().await;
+    let size = 8 * 1024 * 1024;
+    for path in ["/validate", "/mutate"] {
+        let tls = tls_connect(
+            h.addr,
+            &h.pki.ca.cert_pem,
+            "localhost",
+            &[b"http/1.1"],
+            rustls::DEFAULT_VERSIONS,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
+        );
+        let got = upload(tls, &head, size).await;
+        assert_eq!(got.status(), Some(413), "{path}: {got:?}");
+        assert!(
+            got.response.contains("larger than the limit of 3 MiB"),
+            "{path}: {}",
+            got.response
+        );
+        assert_eq!(got.sent, Ok(()), "{path}: the upload was cut off");
+        assert_eq!(
+            got.end,
+            Ok(()),
+            "{path}: the connection did not end cleanly"
+        );
+    }
+
+    // A client that waits for `100 Continue` gets the answer without sending the body.
+    let tls = tls_connect(
+        h.addr,
+        &h.pki.ca.cert_pem,
+        "localhost",
+        &[b"http/1.1"],
+        rustls::DEFAULT_VERSIONS,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let head = format!(
+        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Length: {size}\r\nExpect: 100-continue\r\n\r\n"
+    );
+    let got = upload(tls, &head, 0).await;
+    assert_eq!(got.status(), Some(413), "{got:?}");
+    assert!(!got.response.contains("100 Continue"), "{}", got.response);
+    assert_eq!(got.end, Ok(()));
+}
+
 #[tokio::test]
 async fn requests_are_counted_by_webhook_and_result() {
     let h = harness::start().await;

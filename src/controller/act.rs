@@ -19,7 +19,7 @@ use crate::detect::conditions::{Problem, ProblemScope, reasons};
 use crate::detect::history::{JobRecord, jobs_to_prune};
 use crate::detect::job::{JobRequest, build_job, job_name};
 use crate::detect::trigger::{
-    Decision, Evaluation, Tracked, TriggerReason, manual_requested, rebaseline,
+    Decision, Evaluation, Tracked, TriggerReason, manual_requested, rebaseline, trigger_stamp,
 };
 
 /// What the round ends with: trigger state, decision and the status fields about Jobs.
@@ -53,7 +53,7 @@ fn adopt(
         .metadata
         .creation_timestamp
         .clone()
-        .or(Some(Time(now)));
+        .or(Some(Time(trigger_stamp(now))));
     outcome.status.last_manual_trigger = manual_request.or(previous.last_manual_trigger.clone());
     outcome.decision = Decision::Idle;
 }
@@ -156,7 +156,9 @@ pub(super) async fn carry_out(
     outcome.status.trigger_sequence = Some(sequence + 1);
     outcome.status.last_job_name = Some(created.clone());
     outcome.status.last_job_status = Some(JobState::Active);
-    outcome.status.last_triggered_time = Some(Time(round.now));
+    // After the create returned, so the recorded second is never before the Job existed (the
+    // cooldown is counted from it).
+    outcome.status.last_triggered_time = Some(Time(trigger_stamp((shared.clock)())));
     if manual_requested(
         manual_request.as_deref(),
         previous.last_manual_trigger.as_deref(),

@@ -14,6 +14,7 @@ mod observe;
 mod prime;
 mod reconcile;
 mod report;
+mod resume;
 mod round;
 mod settled;
 mod slim;
@@ -153,9 +154,9 @@ async fn run_term(deps: Dependencies, term: CancellationToken) {
     }
     let hub = WatchHub::new(deps.client.clone(), routes, term.clone())
         .relist_every(settings.relist_interval)
-        .cluster_watch_past(
-            usize::try_from(settings.cluster_watch_threshold).unwrap_or(usize::MAX),
-        );
+        .cluster_watch_past(usize::try_from(settings.cluster_watch_threshold).unwrap_or(usize::MAX))
+        .with_request_rate(settings.api_qps, settings.poll_interval);
+    tokio::spawn(hub.clone().reobserve_while_broken());
     let recorder = events::EventPublisher::new(deps.client.clone(), &settings.pod_name);
     let shared = Arc::new(Shared::new(
         deps.client.clone(),
@@ -199,19 +200,37 @@ fn controller_for(
         ),
         None => (Api::all(client.clone()), Api::all(client)),
     };
+    // Both watches restart by themselves after any failure, listing again at once after a
+    // 410 (see `resume`); they never yield errors, so the controller's own trigger backoff,
+    // which would also hold back every other trigger, never engages.
+    let ceiling: resume::Ceiling = {
+        let hub = shared.hub.clone();
+        Arc::new(move || hub.retry_ceiling())
+    };
+    let scope_name = scope.as_deref().unwrap_or("all namespaces").to_string();
     let (job_reader, job_writer) = reflector::store();
     let settled_of = shared.clone();
-    let job_events = watcher(jobs_api, watcher::Config::default().labels(OWNER_LABEL))
-        .default_backoff()
-        .modify(slim::slim_job)
-        .reflect(job_writer)
-        .touched_objects()
-        // A Job's state is an input of its owner's status: the owner is not settled any more.
-        .inspect_ok(move |job| {
-            if let Some(owner) = controlling_ctj(job) {
-                settled_of.hub.settled().invalidate(&owner);
-            }
-        });
+    let job_events = resume::resumed(
+        format!("Jobs in {scope_name}"),
+        move || {
+            watcher(
+                jobs_api.clone(),
+                watcher::Config::default().labels(OWNER_LABEL),
+            )
+            .boxed()
+        },
+        ceiling.clone(),
+        Arc::new(|_| {}),
+    )
+    .modify(slim::slim_job)
+    .reflect(job_writer)
+    .touched_objects()
+    // A Job's state is an input of its owner's status: the owner is not settled any more.
+    .inspect_ok(move |job| {
+        if let Some(owner) = controlling_ctj(job) {
+            settled_of.hub.settled().invalidate(&owner);
+        }
+    });
     let wakeups =
         futures::stream::unfold(
             wakeups,
@@ -223,14 +242,19 @@ fn controller_for(
         jobs: job_reader,
     });
     let (ctj_reader, ctj_writer) = reflector::store();
-    let ctjs = watcher(ctj_api, watcher::Config::default())
-        .modify(|guarded: &mut GuardedCtj| {
-            if let Ok(ctj) = guarded.0.as_mut() {
-                slim::slim_ctj(ctj);
-            }
-        })
-        .reflect(ctj_writer)
-        .applied_objects();
+    let ctjs = resume::resumed(
+        format!("ChangeTriggeredJobs in {scope_name}"),
+        move || watcher(ctj_api.clone(), watcher::Config::default()).boxed(),
+        ceiling,
+        Arc::new(|_| {}),
+    )
+    .modify(|guarded: &mut GuardedCtj| {
+        if let Ok(ctj) = guarded.0.as_mut() {
+            slim::slim_ctj(ctj);
+        }
+    })
+    .reflect(ctj_writer)
+    .applied_objects();
     let controller = Controller::for_stream(ctjs, ctj_reader)
         .owns_stream(job_events)
         .reconcile_on(wakeups)

@@ -7,6 +7,11 @@
 //! remembers the last resourceVersion it saw; the reconciler reuses its last fingerprint while
 //! that version is unchanged, so the steady state needs no GET per object. A relist that
 //! replays an object with the same resourceVersion wakes nobody.
+//!
+//! A broken stream restarts by itself (see [`super::resume`]). Until it has listed again, the
+//! CTJs that watch its objects read them directly, woken on a short jittered timer
+//! ([`WatchHub::reobserve_while_broken`]) so a change is still caught within seconds, and once
+//! it has, each of them is woken once more.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -17,15 +22,16 @@ use kube::Client;
 use kube::api::{Api, DynamicObject};
 use kube::core::error_boundary::DeserializeGuard;
 use kube::core::{ApiResource, PartialObjectMeta};
-use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event, watcher};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
+use super::resume;
 use super::settled::SettledSet;
 use crate::api::ChangeTriggeredJob;
 use crate::detect::fingerprint::Fingerprint;
+use crate::detect::resume::{REOBSERVE_INTERVAL, WatchFailure, reobserve_interval, retry_ceiling};
 
 mod cluster;
 mod relist;
@@ -100,6 +106,8 @@ pub type CtjRef = ObjectRef<DeserializeGuard<ChangeTriggeredJob>>;
 struct StreamState {
     /// The watch has listed at least once and is currently healthy.
     synced: bool,
+    /// The watch failed (other than with a 410) and has not listed again since.
+    broken: bool,
     /// resourceVersion of every object the stream has (metadata only: a few bytes each).
     objects: HashMap<String, String>,
     /// Names seen in the relist under way (to detect deletions missed while disconnected).
@@ -161,6 +169,16 @@ pub struct WatchHub {
     relist_interval: Option<Duration>,
     /// Namespaces per kind past which the kind is watched cluster-wide (`None`: never).
     cluster_threshold: Option<usize>,
+    rate: RequestRate,
+}
+
+/// What bounds the reads and retries while watches are broken.
+#[derive(Clone, Copy, Debug)]
+struct RequestRate {
+    /// The client's sustained requests per second.
+    qps: u32,
+    /// The safety resync: direct reads never wait longer than this.
+    poll_interval: Duration,
 }
 
 impl WatchHub {
@@ -173,7 +191,98 @@ impl WatchHub {
             shutdown,
             relist_interval: None,
             cluster_threshold: None,
+            rate: RequestRate {
+                qps: crate::config::Settings::default().api_qps,
+                poll_interval: crate::config::Settings::default().poll_interval,
+            },
         }
+    }
+
+    /// Sets the client's request rate and the poll interval, which bound the reads and
+    /// retries while watches are broken.
+    #[must_use]
+    pub fn with_request_rate(mut self, qps: u32, poll_interval: Duration) -> Self {
+        self.rate = RequestRate { qps, poll_interval };
+        self
+    }
+
+    /// The current retry ceiling of a broken watch (it grows when many are broken at once, to
+    /// stay within the client's request rate).
+    pub fn retry_ceiling(&self) -> Duration {
+        let broken = self
+            .state
+            .lock()
+            .map(|s| s.streams.values().filter(|s| s.broken).count())
+            .unwrap_or(0);
+        // The ChangeTriggeredJob and Job watches retry too.
+        retry_ceiling(broken + 2, self.rate.qps)
+    }
+
+    /// Until the term ends: while some stream is broken, wakes the CTJs that watch its
+    /// objects every few seconds (jittered, within a quarter of the request rate), so their
+    /// reconciles read those objects directly.
+    pub async fn reobserve_while_broken(self) {
+        loop {
+            let (ctjs, reads) = self.behind_broken_streams();
+            let wait = if ctjs.is_empty() {
+                REOBSERVE_INTERVAL
+            } else {
+                reobserve_interval(
+                    reads,
+                    self.rate.qps,
+                    self.rate.poll_interval,
+                    resume::jitter(),
+                )
+            };
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            let (ctjs, _) = self.behind_broken_streams();
+            if !ctjs.is_empty() {
+                tracing::debug!(
+                    ctjs = ctjs.len(),
+                    "re-observing objects behind broken watches"
+                );
+            }
+            for ctj in &ctjs {
+                self.routes.wake(ctj);
+            }
+        }
+    }
+
+    /// The CTJs watching objects of broken streams, and how many (CTJ, object) reads that
+    /// makes.
+    fn behind_broken_streams(&self) -> (Vec<CtjRef>, usize) {
+        let Ok(state) = self.state.lock() else {
+            return (Vec::new(), 0);
+        };
+        let broken: HashSet<&StreamKey> = state
+            .streams
+            .iter()
+            .filter(|(_, s)| s.broken)
+            .map(|(k, _)| k)
+            .collect();
+        if broken.is_empty() {
+            return (Vec::new(), 0);
+        }
+        let mut ctjs = HashSet::new();
+        let mut reads = 0;
+        for (key, interested) in &state.interest {
+            if broken.contains(&key.stream) {
+                reads += interested.len();
+                ctjs.extend(interested.iter().cloned());
+            }
+        }
+        (ctjs.into_iter().collect(), reads)
+    }
+
+    /// Number of streams that are broken now.
+    pub fn broken_streams(&self) -> usize {
+        self.state
+            .lock()
+            .map(|s| s.streams.values().filter(|s| s.broken).count())
+            .unwrap_or(0)
     }
 
     /// Watches a namespaced kind cluster-wide once its watched objects live in more than
@@ -357,8 +466,22 @@ impl WatchHub {
             None => Api::all_with(self.client.clone(), &resource),
         };
         let hub = self.clone();
+        let what = match &stream.namespace {
+            Some(ns) => format!("{} in namespace {ns}", stream.plural),
+            None => stream.plural.clone(),
+        };
+        let ceiling = {
+            let hub = self.clone();
+            Arc::new(move || hub.retry_ceiling())
+        };
+        let on_failure = {
+            let hub = self.clone();
+            let stream = stream.clone();
+            Arc::new(move |failure| hub.mark_broken(&stream, failure))
+        };
         tokio::spawn(async move {
-            let events = watcher(api, watcher::Config::default()).default_backoff();
+            let start = move || watcher(api.clone(), watcher::Config::default()).boxed();
+            let events = resume::resumed(what, start, ceiling, on_failure);
             let mut events = std::pin::pin!(events);
             loop {
                 let next = tokio::select! {
@@ -367,22 +490,25 @@ impl WatchHub {
                 };
                 match next {
                     Some(Ok(event)) => hub.apply(&stream, event),
-                    Some(Err(error)) => {
-                        tracing::warn!(kind = %stream.kind, namespace = ?stream.namespace, %error,
-                            "watch failed; falling back to reading objects on every reconcile until it recovers");
-                        hub.mark_unsynced(&stream);
-                    }
+                    // `resumed` reports failures through `on_failure` and never yields them.
+                    Some(Err(_)) => {}
                     None => break,
                 }
             }
         });
     }
 
-    fn mark_unsynced(&self, stream: &StreamKey) {
+    /// A stream failed: until it has listed again, its objects are read on every reconcile;
+    /// unless it only expired (it lists again at once), its CTJs are also re-observed on a
+    /// timer.
+    fn mark_broken(&self, stream: &StreamKey, failure: WatchFailure) {
         if let Ok(mut state) = self.state.lock()
             && let Some(s) = state.streams.get_mut(stream)
         {
             s.synced = false;
+            if failure != WatchFailure::Expired {
+                s.broken = true;
+            }
         }
     }
 
@@ -423,6 +549,20 @@ impl WatchHub {
                         return;
                     };
                     s.synced = true;
+                    if std::mem::take(&mut s.broken) {
+                        // Back after a failure: every CTJ behind it looks once more, so a
+                        // reconcile that failed meanwhile does not wait for its backoff.
+                        for (key, ctjs) in &state.interest {
+                            if &key.stream == stream {
+                                wake.entry(key.name.clone())
+                                    .or_default()
+                                    .extend(ctjs.iter().cloned());
+                            }
+                        }
+                    }
+                    let Some(s) = state.streams.get_mut(stream) else {
+                        return;
+                    };
                     if let Some(listed) = s.relisting.take() {
                         // Objects the relist did not return were deleted while the watch was
                         // down.

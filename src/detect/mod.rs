@@ -12,6 +12,7 @@ pub mod history;
 pub mod job;
 pub mod job_state;
 pub mod path;
+pub mod resume;
 pub mod resync;
 pub mod select;
 pub mod trigger;

@@ -228,7 +228,31 @@ pub fn manual_requested(request: Option<&str>, last_handled: Option<&str>) -> bo
     }
 }
 
+/// What `lastTriggeredTime` records for a Job that existed by `created_by` (a clock reading
+/// taken once the create call returned): the whole second it falls in. Status keeps whole
+/// seconds anyway, so recording exactly that makes the decisions after a restart the same as
+/// before it.
+pub fn trigger_stamp(created_by: Timestamp) -> Timestamp {
+    whole_second(created_by)
+}
+
+/// The start of the whole second `at` falls in.
+fn whole_second(at: Timestamp) -> Timestamp {
+    let mut second = at.as_second();
+    if at.subsec_nanosecond() < 0 {
+        // Before 1970 `as_second` rounds towards zero, i.e. up.
+        second -= 1;
+    }
+    Timestamp::from_second(second).unwrap_or(at)
+}
+
 /// When the cooldown after `last_triggered` ends, if it has not ended at `now`.
+///
+/// `lastTriggeredTime` has whole-second precision (ours, and a Job's `creationTimestamp` when
+/// an orphaned Job is adopted), so the Job was created at some instant in the second after
+/// the recorded value. The cooldown is a minimum gap, so it is counted from the end of that
+/// second: the next Job comes between `cooldown` and `cooldown` + 1 s after the previous one,
+/// never sooner.
 pub fn cooldown_end(
     last_triggered: Option<Timestamp>,
     cooldown: Duration,
@@ -240,7 +264,8 @@ pub fn cooldown_end(
     }
     let end = SignedDuration::try_from(cooldown)
         .ok()
-        .and_then(|d| last.checked_add(d).ok())
+        .and_then(|d| d.checked_add(SignedDuration::from_secs(1)))
+        .and_then(|d| whole_second(last).checked_add(d).ok())
         .unwrap_or(Timestamp::MAX);
     (now < end).then_some(end)
 }

@@ -29,6 +29,7 @@ use crate::config::Settings;
 use crate::detect::duration::parse_duration;
 use crate::discovery::DiscoveryCache;
 use crate::metrics::Metrics;
+use crate::request_body::{BodyLimit, limit_body};
 
 /// Largest request body accepted. The API server's own limit for objects is 3 MiB (etcd's
 /// 1.5 MiB value limit, with room for the old object in an UPDATE review).
@@ -157,7 +158,13 @@ pub fn router(state: WebhookState) -> Router {
         .route("/validate", post(validate_handler))
         .fallback(not_found)
         .with_state(state)
+        // The handlers' extractor limit must not be the lower axum default (2 MB);
+        // `limit_body` is the limit that answers.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            BodyLimit(MAX_BODY_BYTES),
+            limit_body,
+        ))
         .layer(middleware::from_fn(contain_panics))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,

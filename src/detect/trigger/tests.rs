@@ -62,7 +62,7 @@ impl Sim {
         self.tracked = eval.tracked;
         if let Decision::Trigger { .. } = eval.decision {
             self.tracked = rebaseline(&self.tracked);
-            self.last_triggered = Some(now);
+            self.last_triggered = Some(trigger_stamp(now));
             self.last_manual = self.manual.clone();
             self.jobs += 1;
         }
@@ -149,21 +149,22 @@ fn change_during_cooldown_fires_when_cooldown_ends() {
     let mut sim = Sim::new(TriggerCondition::Any, 60);
     sim.round(&[(obj("a"), fp("1"))], t(0));
     assert!(is_trigger(&sim.round(&[(obj("a"), fp("2"))], t(10))));
-    // A change 5s later lands inside the cooldown that ends at t(70).
+    // A change 5s later lands inside the cooldown. `lastTriggeredTime` says t(10) but the Job
+    // may have been created as late as t(10.999), so the cooldown ends at t(71).
     let d = sim.round(&[(obj("a"), fp("3"))], t(15));
     assert_eq!(
         d,
         Decision::Deferred {
-            until: t(70),
+            until: t(71),
             changed: vec![obj("a")]
         }
     );
     // Still deferred one second before the end, fired at the end.
     assert!(matches!(
-        sim.round(&[(obj("a"), fp("3"))], t(69)),
+        sim.round(&[(obj("a"), fp("3"))], t(70)),
         Decision::Deferred { .. }
     ));
-    assert!(is_trigger(&sim.round(&[(obj("a"), fp("3"))], t(70))));
+    assert!(is_trigger(&sim.round(&[(obj("a"), fp("3"))], t(71))));
     assert_eq!(sim.jobs, 2);
 }
 
@@ -421,14 +422,79 @@ fn status_entry_without_baseline_is_not_pending() {
 fn cooldown_end_is_none_without_previous_trigger_or_when_elapsed() {
     assert_eq!(cooldown_end(None, Duration::from_secs(60), t(0)), None);
     assert_eq!(
-        cooldown_end(Some(t(0)), Duration::from_secs(60), t(60)),
+        cooldown_end(Some(t(0)), Duration::from_secs(60), t(61)),
         None
     );
     assert_eq!(
-        cooldown_end(Some(t(0)), Duration::from_secs(60), t(59)),
-        Some(t(60))
+        cooldown_end(Some(t(0)), Duration::from_secs(60), t(60)),
+        Some(t(61))
     );
     assert_eq!(cooldown_end(Some(t(0)), Duration::ZERO, t(0)), None);
+}
+
+fn at_millis(millis: i64) -> Timestamp {
+    t(0).checked_add(SignedDuration::from_millis(millis))
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+#[test]
+fn the_cooldown_counts_from_the_end_of_the_recorded_second() {
+    // The Job of the 20s-cooldown report: created at .85 s, recorded as the whole second.
+    let created = at_millis(850);
+    let recorded = trigger_stamp(created);
+    assert_eq!(recorded, t(0));
+    let end = cooldown_end(Some(recorded), Duration::from_secs(20), created);
+    assert_eq!(end, Some(t(21)));
+    // 19.3 s after the first Job (where the seed fired) is still inside the cooldown.
+    assert!(
+        cooldown_end(
+            Some(recorded),
+            Duration::from_secs(20),
+            at_millis(850 + 19_300)
+        )
+        .is_some()
+    );
+    assert!(end.is_some_and(|end| end.duration_since(created) >= SignedDuration::from_secs(20)));
+}
+
+#[test]
+fn trigger_stamp_is_the_whole_second_the_time_falls_in() {
+    assert_eq!(trigger_stamp(at_millis(999)), t(0));
+    assert_eq!(trigger_stamp(at_millis(1000)), t(1));
+    let before_1970 = Timestamp::from_millisecond(-1500).unwrap_or(Timestamp::UNIX_EPOCH);
+    assert_eq!(
+        trigger_stamp(before_1970),
+        Timestamp::from_second(-2).unwrap_or(Timestamp::UNIX_EPOCH)
+    );
+}
+
+/// One beat of a scenario in real (millisecond) time, for the cooldown-gap property.
+#[derive(Clone, Debug)]
+enum Beat {
+    /// The watched object changes and a reconcile starts `after_ms` later.
+    Change { after_ms: u32 },
+    /// A reconcile starts `after_ms` later with nothing new.
+    Reconcile { after_ms: u32 },
+    /// The operator restarts: what it remembered is lost, status is read back from the
+    /// API server.
+    Restart,
+    /// The user edits `spec.cooldown`.
+    Cooldown(u64),
+    /// The next Job create takes this long (observation, queueing, the API call).
+    CreateLatency(u32),
+}
+
+fn beats() -> impl Strategy<Value = Vec<Beat>> {
+    prop::collection::vec(
+        prop_oneof![
+            4 => (0u32..30_000).prop_map(|after_ms| Beat::Change { after_ms }),
+            4 => (0u32..30_000).prop_map(|after_ms| Beat::Reconcile { after_ms }),
+            1 => Just(Beat::Restart),
+            1 => (0u64..30).prop_map(Beat::Cooldown),
+            2 => (0u32..3_000).prop_map(Beat::CreateLatency),
+        ],
+        0..60,
+    )
 }
 
 /// One step of a random scenario.
@@ -532,6 +598,67 @@ proptest! {
             observed: &observed,
             now: t(elapsed_secs),
         });
-        prop_assert_eq!(eval.decision, Decision::Deferred { until: t(cooldown_secs), changed: vec![obj("a")] });
+        prop_assert_eq!(eval.decision, Decision::Deferred { until: t(cooldown_secs + 1), changed: vec![obj("a")] });
+    }
+
+    /// Whatever the cooldowns, create latencies and restarts, two Jobs of one CTJ are never
+    /// closer than the cooldown in force when the later one was decided. Status goes through
+    /// its JSON form, which keeps whole seconds, on every restart.
+    #[test]
+    fn no_two_jobs_are_closer_than_the_cooldown(script in beats(), start_ms in 0i64..1_000, cooldown in 0u64..30) {
+        let mut cooldown = cooldown;
+        let mut now = start_ms;
+        let mut latency = 0i64;
+        let mut content = 0u32;
+        let mut tracked: Vec<Tracked> = Vec::new();
+        // What the running process remembers, and what the API server has.
+        let mut remembered: Option<Timestamp> = None;
+        let mut stored = serde_json::Value::Null;
+        let mut jobs: Vec<(i64, u64)> = Vec::new();
+        for beat in script {
+            match beat {
+                Beat::Change { after_ms } => { content += 1; now += i64::from(after_ms); }
+                Beat::Reconcile { after_ms } => now += i64::from(after_ms),
+                Beat::Restart => {
+                    let read: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time> =
+                        serde_json::from_value(stored.clone()).ok();
+                    remembered = read.map(|t| t.0);
+                    continue;
+                }
+                Beat::Cooldown(secs) => { cooldown = secs; continue; }
+                Beat::CreateLatency(ms) => { latency = i64::from(ms); continue; }
+            }
+            let observed = vec![(obj("a"), fp(&content.to_string()))];
+            let eval = evaluate(&TriggerInput {
+                condition: TriggerCondition::Any,
+                cooldown: Duration::from_secs(cooldown),
+                suspended: false,
+                manual_request: None,
+                last_manual: None,
+                last_triggered: remembered,
+                key_changed: false,
+                previous: &tracked,
+                observed: &observed,
+                now: at_millis(now),
+            });
+            tracked = eval.tracked;
+            if is_trigger(&eval.decision) {
+                tracked = rebaseline(&tracked);
+                // The Job exists somewhere during the create call; the stamp is taken after it.
+                let created = now + latency / 2;
+                now += latency;
+                jobs.push((created, cooldown));
+                let stamp = trigger_stamp(at_millis(now));
+                remembered = Some(stamp);
+                stored = serde_json::to_value(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(stamp))
+                    .unwrap_or(serde_json::Value::Null);
+            }
+        }
+        for pair in jobs.windows(2) {
+            let ((first, _), (second, cooldown)) = (pair[0], pair[1]);
+            let gap = second - first;
+            let cooldown_ms = i64::try_from(cooldown * 1000).unwrap_or(i64::MAX);
+            prop_assert!(gap >= cooldown_ms, "Jobs {gap} ms apart with a {cooldown}s cooldown");
+        }
     }
 }
