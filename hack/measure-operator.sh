@@ -11,6 +11,18 @@
 #            (with steady) 3 poll intervals without changes at 500 CTJs, as above
 #   scale    1000 CTJs x 4 of 2000 ConfigMaps of 10 KiB: RSS after setup and after idling
 #   memory   100 CTJs, then 5000 unrelated 50 KiB ConfigMaps in their namespace: RSS delta
+#   table    for each row NxM of MEASURE_TABLE_ROWS (100x3,1000x3): N CTJs each watching M of a
+#            pool of N ConfigMaps (whole-object fields, as the load generator writes them), default
+#            settings (poll 60s): time until all baselined, change→Job p50/p99 of 100 changes,
+#            then MEASURE_TABLE_IDLE (60) seconds at rest: requests per minute to configmaps,
+#            changetriggeredjobs and jobs from the API server's own apiserver_request_total,
+#            operator RSS and CPU-s per minute
+#
+# Against a real cluster: run with KUBECONFIG set (and MEASURE_FAKE unset). The script then
+# starts no fake, runs only the table scenario (unless MEASURE_SCENARIOS says otherwise), runs
+# the release operator locally against that cluster (no other kube-changejob may be leading
+# there), applies the CRD, uses namespaces measure-<N>, reads /metrics of the API server (you
+# need get on that non-resource URL) and deletes the namespaces with kubectl at the end.
 #
 # Every scenario gets a fresh fake API server and operator. The operator runs with
 # --poll-interval 10s (instead of 60s) so that three safety resyncs fit in 30 seconds.
@@ -23,7 +35,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SCENARIOS=${MEASURE_SCENARIOS:-latency,steady,burst,scale,memory}
+REAL=0
+if [[ -n "${KUBECONFIG:-}" && -z "${MEASURE_FAKE:-}" ]]; then
+    REAL=1
+    REAL_KUBECONFIG=$KUBECONFIG
+fi
+if [[ $REAL == 1 ]]; then
+    SCENARIOS=${MEASURE_SCENARIOS:-table}
+else
+    SCENARIOS=${MEASURE_SCENARIOS:-latency,steady,burst,scale,memory,table}
+fi
+TABLE_ROWS=${MEASURE_TABLE_ROWS:-100x3,1000x3}
+TABLE_IDLE=${MEASURE_TABLE_IDLE:-60}
 POLL=${MEASURE_POLL_INTERVAL:-10s}
 QPS=${MEASURE_API_QPS:-50}
 BURST=${MEASURE_API_BURST:-100}
@@ -44,8 +67,10 @@ has() { [[ ",$SCENARIOS," == *",$1,"* ]]; }
 log() { echo "measure [$(($(date +%s) - STARTED))s]: $*" >&2; }
 
 log "building release binaries"
-cargo build --release --quiet --bin kube-changejob --example fake_apiserver --example load
+cargo build --release --quiet --bin kube-changejob --example fake_apiserver --example load \
+    --example apiserver_requests
 BIN="$TARGET/release/kube-changejob"
+REQUESTS_BIN="$TARGET/release/examples/apiserver_requests"
 FAKE_BIN="$TARGET/release/examples/fake_apiserver"
 LOAD_BIN="$TARGET/release/examples/load"
 
@@ -82,6 +107,10 @@ start_stack() {
     local port mport
     port=$(free_port)
     mport=$(free_port)
+    if [[ $REAL == 1 ]]; then
+        start_operator "$name" "$mport" "$POLL"
+        return
+    fi
     FAKE_URL="http://127.0.0.1:$port"
     export KUBECONFIG="$OUT/$name.kubeconfig"
     "$FAKE_BIN" "127.0.0.1:$port" "$KUBECONFIG" 2>"$OUT/$name.fake.log" &
@@ -96,11 +125,17 @@ start_stack() {
     curl -sf -X PATCH -H 'Content-Type: application/apply-patch+yaml' --data-binary @"$OUT/crd.yaml" \
         "$FAKE_URL/apis/apiextensions.k8s.io/v1/customresourcedefinitions/changetriggeredjobs.triggers.changejob.dev?fieldManager=measure&force=true" \
         >/dev/null
+    start_operator "$name" "$mport" "$POLL"
+}
+
+# start_operator NAME METRICS_PORT POLL: the release operator against $KUBECONFIG; sets OP_PID.
+start_operator() {
+    local name=$1 mport=$2 poll=$3
     METRICS_URL="http://127.0.0.1:$mport/metrics"
     "$BIN" run --webhook-enabled=false --metrics-secure=false \
         --metrics-bind-address "127.0.0.1:$mport" --leader-election=true \
         --operator-namespace kube-changejob-system --pod-name measure \
-        --poll-interval "$POLL" --api-qps "$QPS" --api-burst "$BURST" \
+        --poll-interval "$poll" --api-qps "$QPS" --api-burst "$BURST" \
         >"$OUT/$name.operator.log" 2>&1 &
     OP_PID=$!
     PIDS+=("$OP_PID")
@@ -121,8 +156,10 @@ stop_stack() {
     # The operator first: on SIGTERM it releases its Lease, which needs the API.
     kill "$OP_PID" 2>/dev/null || true
     wait "$OP_PID" 2>/dev/null || true
-    kill "$FAKE_PID" 2>/dev/null || true
-    wait "$FAKE_PID" 2>/dev/null || true
+    if [[ $REAL == 0 ]]; then
+        kill "$FAKE_PID" 2>/dev/null || true
+        wait "$FAKE_PID" 2>/dev/null || true
+    fi
     put "$name.log.warn" "$(grep -c ' WARN ' "$OUT/$name.operator.log" || true)"
     put "$name.log.error" "$(grep -c ' ERROR ' "$OUT/$name.operator.log" || true)"
     put "$name.log.panic" "$(grep -c 'panicked' "$OUT/$name.operator.log" || true)"
@@ -236,6 +273,71 @@ if has memory; then
     sample memory.after
     save_stats memory
     stop_stack memory
+fi
+
+# requests_json: the API server's apiserver_request_total for the operator's resources.
+requests_json() { "$REQUESTS_BIN" configmaps changetriggeredjobs jobs; }
+
+TABLE="$OUT/table.md"
+if has table; then
+    if [[ $REAL == 1 ]]; then
+        kubectl create namespace kube-changejob-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+    fi
+    {
+        echo "| N × M | change→Job p50 / p99 | requests/min at rest | RSS | CPU at rest | all baselined after |"
+        echo "| --- | --- | --- | --- | --- | --- |"
+    } >"$TABLE"
+    for row in ${TABLE_ROWS//,/ }; do
+        n=${row%x*}
+        m=${row#*x}
+        name="table-$n"
+        # Default settings: the poll interval is the product's 60s here.
+        POLL_SAVED=$POLL
+        POLL=60s
+        start_stack "$name"
+        POLL=$POLL_SAVED
+        log "table: $n CTJs x $m of $n ConfigMaps"
+        crd_flag=()
+        [[ $REAL == 1 ]] && crd_flag=(--apply-crd)
+        load "$name" "${crd_flag[@]}" --namespace "measure-$n" --configmaps "$n" --configmap-size 1Ki \
+            --ctjs "$n" --objects-per-ctj "$m" --changes 100 --rate 10 --create-concurrency 64 \
+            --observe-timeout 1800
+        sleep 5
+        requests_json >"$OUT/$name.requests.before.json"
+        sample "$name.rest.before"
+        log "table: ${TABLE_IDLE}s at rest"
+        sleep "$TABLE_IDLE"
+        requests_json >"$OUT/$name.requests.after.json"
+        sample "$name.rest.after"
+        python3 - "$OUT" "$name" "$n" "$m" "$TICKS" >>"$TABLE" <<'PY'
+import json, os, sys
+out, name, n, m, ticks = sys.argv[1:6]
+ticks = int(ticks)
+r = {}
+for line in open(os.path.join(out, "results.txt")):
+    k, _, v = line.strip().partition(" ")
+    r[k] = v
+d = json.load(open(os.path.join(out, f"{name}.load.json")))
+lat = d.get("changes", {}).get("latency", {})
+before = json.load(open(os.path.join(out, f"{name}.requests.before.json")))
+after = json.load(open(os.path.join(out, f"{name}.requests.after.json")))
+secs = (float(r[f"{name}.rest.after.ms"]) - float(r[f"{name}.rest.before.ms"])) / 1000
+delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+delta = {k: v for k, v in delta.items() if v > 0}
+total = sum(delta.values())
+what = ", ".join(f"{k} {60 * v / secs:.1f}" for k, v in sorted(delta.items())) or "none"
+cpu = (float(r[f"{name}.rest.after.cpu"]) - float(r[f"{name}.rest.before.cpu"])) / ticks
+rss = float(r[f"{name}.rest.after.rss"]) / 1024
+p50, p99 = lat.get("p50_ms"), lat.get("p99_ms")
+fmt = lambda ms: "—" if ms is None else f"{ms / 1000:.2f} s"
+print(f"| {int(n):,} × {m} | {fmt(p50)} / {fmt(p99)} | {60 * total / secs:.1f} ({what}) | {rss:.0f} MiB | "
+      f"{60 * cpu / secs:.3f} CPU-s/min | {d.get('time_to_observe_all_s')} s |")
+PY
+        stop_stack "$name"
+        if [[ $REAL == 1 ]]; then
+            kubectl delete namespace "measure-$n" --wait=false >/dev/null || true
+        fi
+    done
 fi
 
 put loadavg.end "$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')"
@@ -470,6 +572,20 @@ if failed:
 with open(os.path.join(out, "failed"), "w") as f:
     f.write("\n".join(failed))
 PY
+if [[ -s "$TABLE" ]]; then
+    {
+        echo "## Table: N CTJs x M ConfigMaps, default settings"
+        echo
+        if [[ $REAL == 1 ]]; then
+            echo "Against the cluster of \`$REAL_KUBECONFIG\`; requests from its \`apiserver_request_total\`."
+        else
+            echo "Against the fake API server (its \`apiserver_request_total\` counts every client's requests since the last reset)."
+        fi
+        echo
+        cat "$TABLE"
+        echo
+    } >>"$REPORT"
+fi
 cat "$REPORT"
 log "report: $REPORT (logs and raw figures in $OUT/)"
 if [[ -s "$OUT/failed" ]]; then

@@ -81,6 +81,34 @@ fn side_channel(
                 &writes(fake, *since, &resources),
             ))
         }
+        // The API server's own request counter, as a real one exposes it at /metrics (here:
+        // since the last reset, without the `code` label), so scripts read both the same way.
+        ("GET", "/metrics") => {
+            let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+            for (_, _, verb, resource) in fake.request_summaries() {
+                *counts
+                    .entry((verb.as_str().to_uppercase(), resource))
+                    .or_default() += 1;
+            }
+            let mut text = String::from(
+                "# HELP apiserver_request_total Counter of apiserver requests.\n# TYPE apiserver_request_total counter\n",
+            );
+            for ((verb, resource), n) in counts {
+                text.push_str(&format!(
+                    "apiserver_request_total{{resource=\"{resource}\",verb=\"{verb}\"}} {n}\n"
+                ));
+            }
+            let mut r = hyper::Response::new(
+                http_body_util::Full::new(bytes::Bytes::from(text))
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            );
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            Some(r)
+        }
         ("POST", "/__fake/reset") => {
             fake.clear_requests();
             *since = Instant::now();
