@@ -59,6 +59,13 @@ use super::schema;
         description = "When the last Job was created"
     ),
     printcolumn(
+        name = "Concurrency",
+        type_ = "string",
+        json_path = ".spec.concurrencyPolicy",
+        priority = 1,
+        description = "Allow, Forbid or Replace: what a trigger does while a Job runs"
+    ),
+    printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status",
@@ -110,6 +117,12 @@ pub struct ChangeTriggeredJobSpec {
     /// when suspend is set back to false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
+
+    /// What a trigger does while a Job created earlier still runs: Allow, Forbid or Replace
+    /// (see [`ConcurrencyPolicy`]). Defaults to Allow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "Allow"))]
+    pub concurrency_policy: Option<ConcurrencyPolicy>,
 }
 
 /// One Kubernetes object to watch (by name), or a set of them (by label selector).
@@ -198,6 +211,22 @@ pub enum TriggerCondition {
     Any,
     /// Every watched object changed since the last trigger.
     All,
+}
+
+/// What a trigger does while a Job this ChangeTriggeredJob created earlier has not finished
+/// (CronJob's meaning). Allow (the default): create the new Job next to it. Forbid: wait until
+/// no Job of it runs, then create one Job, however many changes came meanwhile. Replace: delete
+/// the running Job (its Pods go too) and create the new one. Manual triggers obey it too. A Job
+/// runs until its conditions say it succeeded or failed.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, JsonSchema)]
+pub enum ConcurrencyPolicy {
+    /// Create the new Job next to the running one.
+    #[default]
+    Allow,
+    /// Hold the trigger until the running Job finishes, then create one Job.
+    Forbid,
+    /// Delete the running Job (with its Pods) and create the new one.
+    Replace,
 }
 
 /// State of a Job, read from its conditions: Active, Succeeded or Failed.
@@ -310,6 +339,11 @@ impl ChangeTriggeredJobSpec {
     pub fn suspended(&self) -> bool {
         self.suspend.unwrap_or(false)
     }
+
+    /// The concurrency policy, defaulted.
+    pub fn concurrency_policy(&self) -> ConcurrencyPolicy {
+        self.concurrency_policy.unwrap_or_default()
+    }
 }
 
 impl ResourceReference {
@@ -343,6 +377,16 @@ impl std::fmt::Display for TriggerCondition {
         f.write_str(match self {
             TriggerCondition::Any => "Any",
             TriggerCondition::All => "All",
+        })
+    }
+}
+
+impl std::fmt::Display for ConcurrencyPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConcurrencyPolicy::Allow => "Allow",
+            ConcurrencyPolicy::Forbid => "Forbid",
+            ConcurrencyPolicy::Replace => "Replace",
         })
     }
 }

@@ -4,6 +4,7 @@
 //! leadership is lost.
 
 mod act;
+mod admit;
 mod context;
 mod error;
 mod events;

@@ -1,10 +1,11 @@
 //! The pure core: field selection, label selectors, canonical fingerprints of objects and of
-//! selector sets, the trigger decision, the Job built from the template, history pruning, Job
-//! state and CTJ conditions.
+//! selector sets, the trigger decision, the Job built from the template, the concurrency
+//! policy, history pruning, Job state and CTJ conditions.
 //!
 //! Nothing here does I/O or reads the clock; callers pass `now`.
 
 pub mod canonical;
+pub mod concurrency;
 pub mod conditions;
 pub mod duration;
 pub mod fingerprint;

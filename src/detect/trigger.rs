@@ -199,6 +199,16 @@ pub enum Decision {
         /// Objects with a pending change.
         changed: Vec<WatchedObject>,
     },
+    /// The trigger is due but `concurrencyPolicy: Forbid` holds it until the CTJ's running
+    /// Jobs finish; baselines stay pending, so the hold survives restarts.
+    WaitingForActiveJob {
+        /// Why the Job is due.
+        reason: TriggerReason,
+        /// Objects with a pending change.
+        changed: Vec<WatchedObject>,
+        /// Names of the running Jobs it waits for.
+        active: Vec<String>,
+    },
     /// `spec.suspend` is set; pending changes are kept.
     Suspended {
         /// Number of objects with a pending change.

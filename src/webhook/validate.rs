@@ -1,5 +1,6 @@
 //! The validation rules that need no cluster: reading the object as a ChangeTriggeredJob, and
-//! checking names, apiVersions, field paths, duplicates, condition, cooldown and history.
+//! checking names, apiVersions, field paths, duplicates, condition, cooldown, history and
+//! concurrency policy.
 //!
 //! Each rule returns [`Violation`]s naming the field, what is wrong, and how to fix it. The
 //! rules that ask the API server (kinds, Job dry-run, permissions) live in `checks/` and
@@ -68,6 +69,7 @@ pub fn read(object: &Value) -> Reading {
     check_condition(&mut spec, &mut violations);
     check_cooldown(&mut spec, &mut violations);
     check_history(&mut spec, &mut violations);
+    check_concurrency_policy(&mut spec, &mut violations);
     check_resources_present(&spec, &mut violations);
 
     let mut sanitized = root.clone();
@@ -118,6 +120,41 @@ fn check_condition(spec: &mut Map<String, Value>, violations: &mut Vec<Violation
         problem,
     ));
     spec.remove("condition");
+}
+
+/// The values of `spec.concurrencyPolicy`.
+const CONCURRENCY_POLICIES: [&str; 3] = ["Allow", "Forbid", "Replace"];
+
+fn check_concurrency_policy(spec: &mut Map<String, Value>, violations: &mut Vec<Violation>) {
+    let problem = match spec.get("concurrencyPolicy") {
+        None | Some(Value::Null) => return,
+        Some(Value::String(s)) if CONCURRENCY_POLICIES.contains(&s.as_str()) => return,
+        Some(Value::String(s)) => match CONCURRENCY_POLICIES
+            .iter()
+            .find(|p| p.eq_ignore_ascii_case(s))
+        {
+            Some(fixed) => {
+                format!("{s:?} is not a concurrency policy (case matters); did you mean {fixed:?}?")
+            }
+            None => unknown_policy(&Value::String(s.clone())),
+        },
+        Some(other) => unknown_policy(other),
+    };
+    violations.push(Violation::new(
+        "spec.concurrencyPolicy",
+        Reason::NotSupported,
+        problem,
+    ));
+    spec.remove("concurrencyPolicy");
+}
+
+fn unknown_policy(value: &Value) -> String {
+    format!(
+        "{} is not a concurrency policy; use \"Allow\" (a new Job next to a running one), \
+             \"Forbid\" (wait until the running Job finishes) or \"Replace\" (delete the running \
+             Job, then create the new one)",
+        short(value)
+    )
 }
 
 fn check_cooldown(spec: &mut Map<String, Value>, violations: &mut Vec<Violation>) {
@@ -409,6 +446,39 @@ mod tests {
         let mut o = object();
         o["spec"]["condition"] = json!("all");
         assert!(one_problem(&o).contains("did you mean \"All\"?"));
+    }
+
+    #[test]
+    fn unknown_concurrency_policy_is_rejected_with_the_choices() {
+        let mut o = object();
+        o["spec"]["concurrencyPolicy"] = json!("Queue");
+        let p = one_problem(&o);
+        assert!(
+            p.starts_with("spec.concurrencyPolicy: \"Queue\" is not a concurrency policy"),
+            "{p}"
+        );
+        assert!(
+            p.contains("\"Allow\"") && p.contains("\"Forbid\"") && p.contains("\"Replace\""),
+            "{p}"
+        );
+        o["spec"]["concurrencyPolicy"] = json!(1);
+        assert!(one_problem(&o).starts_with("spec.concurrencyPolicy: 1 is not"));
+    }
+
+    #[test]
+    fn wrong_case_concurrency_policy_gets_a_suggestion() {
+        let mut o = object();
+        o["spec"]["concurrencyPolicy"] = json!("forbid");
+        assert!(one_problem(&o).contains("did you mean \"Forbid\"?"));
+    }
+
+    #[test]
+    fn every_concurrency_policy_is_accepted() {
+        for policy in CONCURRENCY_POLICIES {
+            let mut o = object();
+            o["spec"]["concurrencyPolicy"] = json!(policy);
+            assert!(problems(&o).is_empty(), "{policy}: {:?}", problems(&o));
+        }
     }
 
     #[test]
