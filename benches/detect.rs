@@ -73,6 +73,7 @@ fn decision(c: &mut Criterion) {
             kind: "ConfigMap".into(),
             namespace: Some("default".into()),
             name: format!("cm-{i}"),
+            selector: None,
             fields: vec!["*".into()],
         })
         .collect();
@@ -83,6 +84,7 @@ fn decision(c: &mut Criterion) {
             hash: Fingerprint("a".repeat(64)),
             baseline: Fingerprint("a".repeat(64)),
             exists: true,
+            members: None,
         })
         .collect();
     let observed: Vec<(WatchedObject, Observation)> = objects

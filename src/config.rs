@@ -125,6 +125,11 @@ pub struct Settings {
     /// Secret holding the installation's fingerprint key (created if absent).
     pub fingerprint_key_secret: String,
 
+    /// Most objects one selector entry (`spec.resources[].selector`) may match; beyond it the
+    /// ChangeTriggeredJob is Degraded with reason TooManyObjects instead of watching part of
+    /// the set.
+    pub max_selector_members: u32,
+
     // Cost at rest and at scale.
     /// How often each watch stream is compared with a fresh paginated LIST, to catch changes
     /// a watch missed (unchanged ChangeTriggeredJobs are not re-evaluated until a watch or this
@@ -167,6 +172,8 @@ impl Default for Settings {
             metrics_bind_address: SocketAddr::from(([0, 0, 0, 0], 8443)),
             metrics_secure: true,
             fingerprint_key_secret: "kube-changejob-fingerprint-key".into(),
+
+            max_selector_members: 1000,
             relist_interval: Duration::from_secs(300),
             cluster_watch_threshold: 10,
         }
@@ -261,6 +268,9 @@ pub struct Overrides {
     #[arg(long, env = "KUBE_CHANGEJOB_FINGERPRINT_KEY_SECRET")]
     pub fingerprint_key_secret: Option<String>,
 
+    /// Most objects one selector entry may match.
+    #[arg(long, env = "KUBE_CHANGEJOB_MAX_SELECTOR_MEMBERS")]
+    pub max_selector_members: Option<u32>,
     /// How often each watch stream is checked with a fresh LIST, e.g. 5m.
     #[arg(long, env = "KUBE_CHANGEJOB_RELIST_INTERVAL", value_parser = parse_flag_duration)]
     pub relist_interval: Option<Duration>,
@@ -345,6 +355,7 @@ impl Settings {
         set(&mut self.metrics_bind_address, &o.metrics_bind_address);
         set(&mut self.metrics_secure, &o.metrics_secure);
         set(&mut self.fingerprint_key_secret, &o.fingerprint_key_secret);
+        set(&mut self.max_selector_members, &o.max_selector_members);
         set(&mut self.relist_interval, &o.relist_interval);
         set(
             &mut self.cluster_watch_threshold,
@@ -418,6 +429,9 @@ impl Settings {
         }
         if self.fingerprint_key_secret.is_empty() {
             return invalid("fingerprintKeySecret", "must not be empty");
+        }
+        if self.max_selector_members == 0 {
+            return invalid("maxSelectorMembers", "must be at least 1");
         }
         if self.relist_interval < Duration::from_secs(10) {
             return invalid("relistInterval", "must be at least 10s");

@@ -1,9 +1,14 @@
 //! `kube-changejob fields`: evaluate `fields` paths and fingerprints on objects from a file,
-//! so users can debug their paths without a cluster.
+//! so users can debug their paths without a cluster; with `--selector`, also which objects a
+//! label selector matches and the fingerprint of that set.
+
+use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::detect::fingerprint::FingerprintKey;
+use crate::detect::fingerprint::{Fingerprint, FingerprintKey};
+use crate::detect::label_selector::{ParseError, Selector};
+use crate::detect::member_set::{Members, set_fingerprint};
 use crate::detect::select::{FieldError, Selection};
 
 /// Why the inspection could not run (exit code 2).
@@ -28,6 +33,109 @@ pub enum InspectError {
         /// Why.
         error: FieldError,
     },
+    /// The `--selector` does not parse.
+    #[error("--selector: {0}")]
+    Selector(#[from] ParseError),
+}
+
+/// The report for a selector: the objects it matches (with their reports), the ones it does
+/// not, and the fingerprint of the set as the operator would record it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetReport {
+    /// The selector in canonical form (empty: everything).
+    pub selector: String,
+    /// Reports of the matching objects.
+    pub members: Vec<ObjectReport>,
+    /// `Kind namespace/name` of the objects that do not match.
+    pub others: Vec<String>,
+    /// Fingerprint of the set.
+    pub fingerprint: String,
+}
+
+/// Parses a `--selector` value (kubectl's syntax).
+pub fn parse_selector(text: &str) -> Result<Selector, InspectError> {
+    Ok(Selector::parse(text)?)
+}
+
+/// Evaluates a selector entry on the objects: which match, and the set's fingerprint over the
+/// members' fingerprints of `fields`.
+pub fn inspect_set(
+    objects: &[Value],
+    selector: &Selector,
+    fields: &[String],
+    key: &FingerprintKey,
+) -> Result<SetReport, InspectError> {
+    let (matching, others): (Vec<&Value>, Vec<&Value>) = objects
+        .iter()
+        .partition(|object| selector.matches(&labels_of(object)));
+    let matching: Vec<Value> = matching.into_iter().cloned().collect();
+    let members = inspect(&matching, fields, key)?;
+    let set: Members = matching
+        .iter()
+        .zip(&members)
+        .map(|(object, report)| (name_of(object), Fingerprint(report.fingerprint.clone())))
+        .collect();
+    Ok(SetReport {
+        selector: selector.to_string(),
+        members,
+        others: others.into_iter().map(describe).collect(),
+        fingerprint: set_fingerprint(key, &set).0,
+    })
+}
+
+fn labels_of(object: &Value) -> BTreeMap<String, String> {
+    object
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|labels| {
+            labels
+                .iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn name_of(object: &Value) -> String {
+    object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Human-readable rendering of a selector report.
+pub fn render_set_text(report: &SetReport) -> String {
+    let shown = if report.selector.is_empty() {
+        "(empty: matches everything)"
+    } else {
+        report.selector.as_str()
+    };
+    let mut out = format!(
+        "selector {shown}: {} of {} object(s) match\n",
+        report.members.len(),
+        report.members.len() + report.others.len()
+    );
+    for other in &report.others {
+        out.push_str(&format!("does not match: {other}\n"));
+    }
+    out.push_str(&render_text(&report.members));
+    out.push_str(&format!(
+        "fingerprint of the set ({} member(s)) {}\n",
+        report.members.len(),
+        report.fingerprint
+    ));
+    out
+}
+
+/// JSON rendering of a selector report.
+pub fn render_set_json(report: &SetReport) -> Value {
+    json!({
+        "selector": report.selector,
+        "members": render_json(&report.members),
+        "notMatching": report.others,
+        "fingerprint": report.fingerprint,
+    })
 }
 
 /// The report for one object.
@@ -257,6 +365,54 @@ status:
         )
         .err();
         assert!(matches!(err, Some(InspectError::Field { ref field, .. }) if field == "spec["));
+    }
+
+    const CONFIGMAPS: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: web, namespace: shop, labels: {app: shop, tier: web}}
+data: {a: "1"}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: db, namespace: shop, labels: {app: shop, tier: db}}
+data: {a: "2"}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: api, namespace: shop, labels: {app: shop, tier: api}}
+data: {a: "3"}
+"#;
+
+    #[test]
+    fn selector_reports_members_others_and_the_set_fingerprint() {
+        let objects = read_objects("cm.yaml", CONFIGMAPS).unwrap_or_default();
+        let key = FingerprintKey::development();
+        let selector = parse_selector("app=shop,tier in (web,api)").ok();
+        let report = selector.and_then(|s| inspect_set(&objects, &s, &[], &key).ok());
+        let Some(report) = report else {
+            panic!("the selector report failed");
+        };
+        let members: Vec<&str> = report.members.iter().map(|m| m.object.as_str()).collect();
+        assert_eq!(members, vec!["ConfigMap shop/web", "ConfigMap shop/api"]);
+        assert_eq!(report.others, vec!["ConfigMap shop/db"]);
+        assert_eq!(report.fingerprint.len(), 64);
+        // The same objects in another order give the same set fingerprint.
+        let reversed: Vec<Value> = objects.iter().rev().cloned().collect();
+        let again = parse_selector("tier in (api,web),app=shop")
+            .ok()
+            .and_then(|s| inspect_set(&reversed, &s, &[], &key).ok())
+            .map(|r| r.fingerprint);
+        assert_eq!(again.as_deref(), Some(report.fingerprint.as_str()));
+        assert!(render_set_text(&report).contains("2 of 3 object(s) match"));
+    }
+
+    #[test]
+    fn a_bad_selector_is_an_error() {
+        assert!(matches!(
+            parse_selector("tier in web"),
+            Err(InspectError::Selector(_))
+        ));
     }
 
     #[test]

@@ -47,6 +47,11 @@ struct FieldsArgs {
     /// A field path as in spec.resources[].fields (repeatable; default "*").
     #[arg(long = "field")]
     fields: Vec<String>,
+    /// A label selector as in spec.resources[].selector, in kubectl's syntax
+    /// (`app=shop,tier in (web,api),!legacy`): shows which objects match and the fingerprint
+    /// of the set.
+    #[arg(long = "selector", short = 'l')]
+    selector: Option<String>,
     /// File holding the installation's fingerprint key (from the operator's key Secret) so
     /// fingerprints match the cluster's; without it a public development key is used.
     #[arg(long)]
@@ -130,6 +135,26 @@ fn fields(args: FieldsArgs) -> ExitCode {
             FingerprintKey::development()
         }
     };
+    if let Some(selector) = &args.selector {
+        let report = inspect::parse_selector(selector).and_then(|selector| {
+            inspect::read_objects(&name, &text)
+                .and_then(|objects| inspect::inspect_set(&objects, &selector, &args.fields, &key))
+        });
+        return match report {
+            Ok(report) => emit(&match args.output {
+                OutputFormat::Text => inspect::render_set_text(&report),
+                OutputFormat::Json => {
+                    serde_json::to_string_pretty(&inspect::render_set_json(&report))
+                        .unwrap_or_default()
+                        + "\n"
+                }
+            }),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(BAD_INPUT)
+            }
+        };
+    }
     let reports = inspect::read_objects(&name, &text)
         .and_then(|objects| inspect::inspect(&objects, &args.fields, &key));
     match reports {

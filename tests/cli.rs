@@ -255,3 +255,77 @@ fn bad_files_exit_2_with_a_message() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("at least 16"));
 }
+
+const SHOP: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: web, namespace: shop, labels: {app: shop, tier: web}}
+data: {color: blue}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: db, namespace: shop, labels: {app: shop, tier: db}}
+data: {color: red}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: legacy, namespace: shop}
+data: {color: grey}
+"#;
+
+#[test]
+fn fields_with_a_selector_shows_the_members_and_the_set_fingerprint() {
+    let out = run(
+        &[
+            "fields",
+            "-f",
+            "-",
+            "--selector",
+            "app=shop,tier in (web,api)",
+            "--field",
+            "data",
+        ],
+        SHOP,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("selector app=shop,tier in (api,web): 1 of 3 object(s) match"),
+        "{text}"
+    );
+    assert!(text.contains("does not match: ConfigMap shop/db"), "{text}");
+    assert!(
+        text.contains("does not match: ConfigMap shop/legacy"),
+        "{text}"
+    );
+    assert!(text.contains("ConfigMap shop/web\n"), "{text}");
+    assert!(
+        text.contains("fingerprint of the set (1 member(s))"),
+        "{text}"
+    );
+
+    let json_out = run(&["fields", "-f", "-", "-l", "!tier", "-o", "json"], SHOP);
+    assert_eq!(json_out.status.code(), Some(0), "{}", stderr(&json_out));
+    let report: serde_json::Value = serde_json::from_slice(&json_out.stdout).expect("JSON output");
+    assert_eq!(report["selector"], "!tier");
+    assert_eq!(report["members"][0]["object"], "ConfigMap shop/legacy");
+    assert_eq!(report["fingerprint"].as_str().map(str::len), Some(64));
+}
+
+#[test]
+fn a_selector_that_does_not_parse_exits_2_with_a_message() {
+    for bad in ["tier in web", "app==", "app>1", "=x"] {
+        let out = run(&["fields", "-f", "-", "--selector", bad], SHOP);
+        if bad == "app==" {
+            // An empty value after == is the empty label value, as in kubectl.
+            assert_eq!(out.status.code(), Some(0), "{bad}: {}", stderr(&out));
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(
+            stderr(&out).contains("--selector: invalid selector"),
+            "{bad}: {}",
+            stderr(&out)
+        );
+    }
+}

@@ -1,10 +1,14 @@
 //! The reconcile loop against the in-process fake API, scenario by scenario, mirroring the
 //! user guide: apply, change, then assert Jobs, status, conditions and API calls.
 
+#[path = "controller/concurrency.rs"]
+mod concurrency;
 #[path = "controller/harness.rs"]
 mod harness;
 #[path = "controller/recovery.rs"]
 mod recovery;
+#[path = "controller/selectors.rs"]
+mod selectors;
 mod support;
 
 use std::time::Duration;

@@ -265,6 +265,33 @@ fn schema_rejects_bad_specs() {
             }),
             ".spec.resources[0].name",
         ),
+        (
+            "name and selector",
+            Box::new(|v| {
+                v["spec"]["resources"][0]["selector"] = json!({"matchLabels": {"a": "b"}})
+            }),
+            ".spec.resources[0]: must validate one and only one schema",
+        ),
+        (
+            "selector operator in lower case",
+            Box::new(|v| {
+                v["spec"]["resources"][0] = json!({
+                    "apiVersion": "v1", "kind": "ConfigMap", "namespace": "default",
+                    "selector": {"matchExpressions": [{"key": "a", "operator": "in", "values": ["b"]}]}
+                })
+            }),
+            ".spec.resources[0].selector.matchExpressions[0].operator: Unsupported value",
+        ),
+        (
+            "selector expression without key",
+            Box::new(|v| {
+                v["spec"]["resources"][0] = json!({
+                    "apiVersion": "v1", "kind": "ConfigMap", "namespace": "default",
+                    "selector": {"matchExpressions": [{"operator": "Exists"}]}
+                })
+            }),
+            ".spec.resources[0].selector.matchExpressions[0].key",
+        ),
     ];
     for (what, edit, path) in cases {
         let errors = bad(edit.as_ref());

@@ -21,6 +21,11 @@ mod s14_unknown_kind_is_degraded;
 mod s15_restart_does_not_duplicate_or_lose;
 mod s16_two_replicas_one_leader;
 mod s17_forbidden_object_is_degraded;
+mod s18_selector_object_created_runs_one_job;
+mod s19_selector_member_relabelled_out_runs_one_job;
+mod s20_selector_non_member_change_runs_none;
+mod s21_forbid_holds_until_the_job_finishes;
+mod s22_replace_deletes_the_running_job;
 
 /// Every scenario, in number order.
 pub static ALL: &[Scenario] = &[
@@ -41,4 +46,9 @@ pub static ALL: &[Scenario] = &[
     s15_restart_does_not_duplicate_or_lose::SCENARIO,
     s16_two_replicas_one_leader::SCENARIO,
     s17_forbidden_object_is_degraded::SCENARIO,
+    s18_selector_object_created_runs_one_job::SCENARIO,
+    s19_selector_member_relabelled_out_runs_one_job::SCENARIO,
+    s20_selector_non_member_change_runs_none::SCENARIO,
+    s21_forbid_holds_until_the_job_finishes::SCENARIO,
+    s22_replace_deletes_the_running_job::SCENARIO,
 ];

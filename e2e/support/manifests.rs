@@ -12,8 +12,8 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube_changejob::api::{
-    CHANGED_RESOURCES_ANNOTATION, ChangeTriggeredJob, ChangeTriggeredJobSpec, ResourceReference,
-    TriggerCondition,
+    CHANGED_RESOURCES_ANNOTATION, ChangeTriggeredJob, ChangeTriggeredJobSpec, ConcurrencyPolicy,
+    ResourceReference, TriggerCondition,
 };
 
 /// Image of the Job the scenarios' ChangeTriggeredJobs create; `E2E_JOB_IMAGE` overrides it
@@ -130,6 +130,7 @@ pub fn watch(api_version: &str, kind: &str, namespace: &str, name: &str) -> Reso
         kind: kind.into(),
         name: name.into(),
         namespace: Some(namespace.into()),
+        selector: None,
         fields: None,
     }
 }
@@ -141,8 +142,42 @@ pub fn watch_cluster(api_version: &str, kind: &str, name: &str) -> ResourceRefer
         kind: kind.into(),
         name: name.into(),
         namespace: None,
+        selector: None,
         fields: None,
     }
+}
+
+/// Watches the objects of a namespaced kind whose labels include all of `labels` (a selector
+/// entry with matchLabels).
+pub fn watch_selected(
+    api_version: &str,
+    kind: &str,
+    namespace: &str,
+    labels: &[(&str, &str)],
+) -> ResourceReference {
+    ResourceReference {
+        api_version: api_version.into(),
+        kind: kind.into(),
+        name: String::new(),
+        selector: Some(kube_changejob::api::LabelSelector {
+            match_labels: Some(map(labels)),
+            match_expressions: None,
+        }),
+        namespace: Some(namespace.into()),
+        fields: None,
+    }
+}
+
+/// A ConfigMap with these entries and labels.
+pub fn labelled_config_map(
+    namespace: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+    data: &[(&str, &str)],
+) -> ConfigMap {
+    let mut cm = config_map(namespace, name, data);
+    cm.metadata.labels = Some(map(labels));
+    cm
 }
 
 /// The same watched object, limited to these field paths.
@@ -210,6 +245,7 @@ impl CtjBuilder {
                 cooldown: None,
                 history: None,
                 suspend: None,
+                concurrency_policy: None,
             },
         );
         ctj.metadata.namespace = Some(namespace.to_string());
@@ -243,6 +279,32 @@ impl CtjBuilder {
     /// `spec.suspend`.
     pub fn suspend(mut self, suspend: bool) -> Self {
         self.ctj.spec.suspend = Some(suspend);
+        self
+    }
+
+    /// `spec.concurrencyPolicy`.
+    pub fn concurrency(mut self, policy: ConcurrencyPolicy) -> Self {
+        self.ctj.spec.concurrency_policy = Some(policy);
+        self
+    }
+
+    /// Makes the Job's Pod run `seconds` after reporting, so a scenario can act while it runs.
+    pub fn job_runs_for(mut self, seconds: u32) -> Self {
+        if let Some(container) = self
+            .ctj
+            .spec
+            .job_template
+            .spec
+            .as_mut()
+            .and_then(|s| s.template.spec.as_mut())
+            .and_then(|p| p.containers.first_mut())
+        {
+            container.command = Some(vec![
+                "sh".into(),
+                "-c".into(),
+                format!("echo \"changed: $CHANGED\"; sleep {seconds}"),
+            ]);
+        }
         self
     }
 

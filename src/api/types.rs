@@ -1,5 +1,7 @@
 //! Spec and status types of `ChangeTriggeredJob` (`triggers.changejob.dev/v1alpha`).
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::batch::v1::JobTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
@@ -57,6 +59,13 @@ use super::schema;
         description = "When the last Job was created"
     ),
     printcolumn(
+        name = "Concurrency",
+        type_ = "string",
+        json_path = ".spec.concurrencyPolicy",
+        priority = 1,
+        description = "Allow, Forbid or Replace: what a trigger does while a Job runs"
+    ),
+    printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status",
@@ -108,11 +117,20 @@ pub struct ChangeTriggeredJobSpec {
     /// when suspend is set back to false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
+
+    /// What a trigger does while a Job created earlier still runs: Allow, Forbid or Replace
+    /// (see [`ConcurrencyPolicy`]). Defaults to Allow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "Allow"))]
+    pub concurrency_policy: Option<ConcurrencyPolicy>,
 }
 
-/// One Kubernetes object to watch.
+/// One Kubernetes object to watch (by name), or a set of them (by label selector).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+// Exactly one of name and selector: a structural schema may constrain `required` inside
+// oneOf, which Kubernetes 1.21 already enforces (no CEL needed).
+#[schemars(extend("oneOf" = [{"required": ["name"]}, {"required": ["selector"]}]))]
 pub struct ResourceReference {
     /// API version of the object, for example v1, apps/v1 or example.com/v1beta1.
     #[schemars(length(min = 1))]
@@ -124,9 +142,18 @@ pub struct ResourceReference {
     pub kind: String,
 
     /// Name of the object. The object does not need to exist yet: its creation counts as a
-    /// change, and so does its deletion.
+    /// change, and so does its deletion. Set exactly one of name and selector.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(min = 1))]
     pub name: String,
+
+    /// Label selector choosing a set of objects of this kind (in namespace, for namespaced
+    /// kinds), instead of one object by name. The entry changes when an object joins the set
+    /// (created, or relabelled to match), leaves it (deleted, or relabelled not to match), or
+    /// a member's fields change. Objects created later are picked up. An empty set is valid.
+    /// Set exactly one of name and selector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
 
     /// Namespace of the object. Required for namespaced kinds; must be omitted for
     /// cluster-scoped kinds such as Node or ClusterRole.
@@ -144,6 +171,37 @@ pub struct ResourceReference {
     pub fields: Option<Vec<String>>,
 }
 
+/// A label selector, as in Deployments and Services: every requirement must hold. An empty
+/// selector ({}) matches every object of the kind.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelector {
+    /// Labels an object must carry with exactly these values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_labels: Option<BTreeMap<String, String>>,
+
+    /// Further requirements on labels; all must hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_expressions: Option<Vec<LabelSelectorRequirement>>,
+}
+
+/// One requirement on a label: In and NotIn take a non-empty list of values, Exists and
+/// DoesNotExist take none. NotIn and DoesNotExist also match objects without the label.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelectorRequirement {
+    /// The label key, for example app or app.kubernetes.io/name.
+    pub key: String,
+
+    /// How the label is compared: In, NotIn, Exists or DoesNotExist.
+    #[schemars(extend("enum" = ["In", "NotIn", "Exists", "DoesNotExist"]))]
+    pub operator: String,
+
+    /// The values for In and NotIn; must be empty for Exists and DoesNotExist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<String>>,
+}
+
 /// When to trigger: Any (at least one watched object changed since the last Job) or All
 /// (every watched object changed since the last Job). Defaults to Any.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, JsonSchema)]
@@ -153,6 +211,22 @@ pub enum TriggerCondition {
     Any,
     /// Every watched object changed since the last trigger.
     All,
+}
+
+/// What a trigger does while a Job this ChangeTriggeredJob created earlier has not finished
+/// (CronJob's meaning). Allow (the default): create the new Job next to it. Forbid: wait until
+/// no Job of it runs, then create one Job, however many changes came meanwhile. Replace: delete
+/// the running Job (its Pods go too) and create the new one. Manual triggers obey it too. A Job
+/// runs until its conditions say it succeeded or failed.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, JsonSchema)]
+pub enum ConcurrencyPolicy {
+    /// Create the new Job next to the running one.
+    #[default]
+    Allow,
+    /// Hold the trigger until the running Job finishes, then create one Job.
+    Forbid,
+    /// Delete the running Job (with its Pods) and create the new one.
+    Replace,
 }
 
 /// State of a Job, read from its conditions: Active, Succeeded or Failed.
@@ -216,7 +290,7 @@ pub struct ChangeTriggeredJobStatus {
     pub fingerprint_key_id: Option<String>,
 }
 
-/// Fingerprint state of one watched object.
+/// Fingerprint state of one watched object, or of one selector entry's set of objects.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceHashStatus {
@@ -224,8 +298,16 @@ pub struct ResourceHashStatus {
     pub api_version: String,
     /// Kind of the object.
     pub kind: String,
-    /// Name of the object.
+    /// Name of the object; empty for a selector entry.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
+    /// The selector of a selector entry, in kubectl's form (app=shop,tier in (api,web)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// Number of objects matching the selector at the latest observation (selector entries
+    /// only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<i64>,
     /// Namespace of the object; empty for cluster-scoped objects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
@@ -257,6 +339,11 @@ impl ChangeTriggeredJobSpec {
     pub fn suspended(&self) -> bool {
         self.suspend.unwrap_or(false)
     }
+
+    /// The concurrency policy, defaulted.
+    pub fn concurrency_policy(&self) -> ConcurrencyPolicy {
+        self.concurrency_policy.unwrap_or_default()
+    }
 }
 
 impl ResourceReference {
@@ -269,11 +356,18 @@ impl ResourceReference {
     }
 
     /// `Kind/namespace/name` (or `Kind/name` when cluster-scoped), as used in messages and in
-    /// the changed-resources annotation.
+    /// the changed-resources annotation; a selector entry shows its selector in brackets
+    /// (`ConfigMap/shop/[app=shop]`).
     pub fn display_name(&self) -> String {
+        let target = match &self.selector {
+            Some(selector) if self.name.is_empty() => {
+                format!("[{}]", crate::detect::label_selector::describe(selector))
+            }
+            _ => self.name.clone(),
+        };
         match &self.namespace {
-            Some(ns) if !ns.is_empty() => format!("{}/{}/{}", self.kind, ns, self.name),
-            _ => format!("{}/{}", self.kind, self.name),
+            Some(ns) if !ns.is_empty() => format!("{}/{}/{}", self.kind, ns, target),
+            _ => format!("{}/{}", self.kind, target),
         }
     }
 }
@@ -283,6 +377,16 @@ impl std::fmt::Display for TriggerCondition {
         f.write_str(match self {
             TriggerCondition::Any => "Any",
             TriggerCondition::All => "All",
+        })
+    }
+}
+
+impl std::fmt::Display for ConcurrencyPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConcurrencyPolicy::Allow => "Allow",
+            ConcurrencyPolicy::Forbid => "Forbid",
+            ConcurrencyPolicy::Replace => "Replace",
         })
     }
 }

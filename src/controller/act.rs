@@ -1,5 +1,6 @@
 //! Carrying out a decision: adopting a Job that a crashed run created but never recorded,
-//! creating the trigger's Job, and deleting Jobs beyond the history limit.
+//! applying the concurrency policy, creating the trigger's Job, and deleting Jobs beyond the
+//! history limit.
 
 use std::sync::Arc;
 
@@ -8,10 +9,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use tracing::info;
 
+use super::admit::{Admitted, admit_trigger, replace_running};
 use super::events::{Severity, job_reference};
 use super::jobs::{self, CreateError, Created};
 use super::round::{Round, names};
 use crate::api::{ChangeTriggeredJobStatus, JobState, MANUAL_TRIGGER_ANNOTATION};
+use crate::detect::concurrency::hold;
 use crate::detect::conditions::{Problem, ProblemScope, reasons};
 use crate::detect::history::{JobRecord, jobs_to_prune};
 use crate::detect::job::{JobRequest, build_job, job_name};
@@ -29,6 +32,30 @@ pub(super) struct Outcome {
     pub status: ChangeTriggeredJobStatus,
     /// The Job created in this round, if any.
     pub created_job: Option<String>,
+    /// Running Jobs deleted in this round to make way for it (`concurrencyPolicy: Replace`).
+    pub replaced: Vec<String>,
+}
+
+/// Records a Job an earlier run created for the next sequence number but never recorded.
+fn adopt(
+    outcome: &mut Outcome,
+    existing: &Job,
+    now: jiff::Timestamp,
+    manual_request: Option<String>,
+    previous: &ChangeTriggeredJobStatus,
+) {
+    let name = existing.metadata.name.clone().unwrap_or_default();
+    info!(job = %name, "adopting a Job created before a restart");
+    outcome.tracked = rebaseline(&outcome.tracked);
+    outcome.status.trigger_sequence = Some(previous.trigger_sequence.unwrap_or(0) + 1);
+    outcome.status.last_job_name = Some(name);
+    outcome.status.last_triggered_time = existing
+        .metadata
+        .creation_timestamp
+        .clone()
+        .or(Some(Time(trigger_stamp(now))));
+    outcome.status.last_manual_trigger = manual_request.or(previous.last_manual_trigger.clone());
+    outcome.decision = Decision::Idle;
 }
 
 /// Adopts a Job left by a crash, or creates the Job a `Trigger` decision asks for.
@@ -59,6 +86,7 @@ pub(super) async fn carry_out(
             ..ChangeTriggeredJobStatus::default()
         },
         created_job: None,
+        replaced: Vec::new(),
     };
 
     // A Job for the next sequence number already exists: an earlier run created it but crashed
@@ -68,21 +96,30 @@ pub(super) async fn carry_out(
         .iter()
         .find(|j| j.metadata.name.as_deref() == Some(next_name.as_str()))
     {
-        info!(job = %next_name, "adopting a Job created before a restart");
-        outcome.tracked = rebaseline(&outcome.tracked);
-        outcome.status.trigger_sequence = Some(sequence + 1);
-        outcome.status.last_job_name = Some(next_name);
-        outcome.status.last_triggered_time = existing
-            .metadata
-            .creation_timestamp
-            .clone()
-            .or(Some(Time(trigger_stamp(round.now))));
-        outcome.status.last_manual_trigger =
-            manual_request.or(previous.last_manual_trigger.clone());
-        outcome.decision = Decision::Idle;
+        adopt(&mut outcome, existing, round.now, manual_request, previous);
         return outcome;
     }
 
+    let Decision::Trigger { .. } = &outcome.decision else {
+        return outcome;
+    };
+    match admit_trigger(round, owned, &next_name).await {
+        Admitted::Create(running) => {
+            if !replace_running(round, &running).await {
+                return outcome;
+            }
+            outcome.replaced = running;
+        }
+        Admitted::Adopt(existing) => {
+            adopt(&mut outcome, &existing, round.now, manual_request, previous);
+            return outcome;
+        }
+        Admitted::Hold(running) => {
+            outcome.decision = hold(outcome.decision, running);
+            return outcome;
+        }
+        Admitted::Unknown => return outcome,
+    }
     let Decision::Trigger { reason, changed } = &outcome.decision else {
         return outcome;
     };
@@ -162,7 +199,11 @@ pub(super) async fn carry_out(
 
 /// Deletes the Jobs beyond `spec.history`, keeping the newest (including one just created).
 pub(super) async fn prune_history(round: &mut Round<'_>, owned: &[Arc<Job>], outcome: &Outcome) {
-    let mut records: Vec<JobRecord> = owned.iter().map(|j| jobs::record(j)).collect();
+    let mut records: Vec<JobRecord> = owned
+        .iter()
+        .map(|j| jobs::record(j))
+        .filter(|r| !outcome.replaced.contains(&r.name))
+        .collect();
     if let Some(job) = &outcome.created_job
         && !records.iter().any(|r| &r.name == job)
     {

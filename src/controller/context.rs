@@ -43,6 +43,9 @@ pub struct Shared {
     written: Mutex<HashMap<String, ChangeTriggeredJobStatus>>,
     /// When a pending change was first seen, per CTJ UID (for the latency metric).
     first_pending: Mutex<HashMap<String, Instant>>,
+    /// The members of each selector entry at its baseline, per CTJ UID, to name the members
+    /// that changed.
+    pub set_baselines: super::sets::SetBaselines,
 }
 
 /// Context of one controller (one reconcile scope).
@@ -79,6 +82,7 @@ impl Shared {
             failures: Mutex::default(),
             written: Mutex::default(),
             first_pending: Mutex::default(),
+            set_baselines: super::sets::SetBaselines::default(),
         }
     }
 
@@ -148,6 +152,7 @@ impl Shared {
         if let Ok(mut m) = self.first_pending.lock() {
             m.remove(uid);
         }
+        self.set_baselines.forget(uid);
     }
 
     /// Tracks when a CTJ's pending change was first seen (at the latest, when this reconcile

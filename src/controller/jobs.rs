@@ -1,10 +1,11 @@
-//! Creating a trigger's Job and deleting Jobs beyond the history limit.
+//! Creating a trigger's Job, listing the Jobs a CTJ owns as the API server has them now, and
+//! deleting Jobs (beyond the history limit, or replaced by `concurrencyPolicy: Replace`).
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::Client;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
-use crate::api::TRIGGER_SEQUENCE_ANNOTATION;
+use crate::api::{OWNER_LABEL, TRIGGER_SEQUENCE_ANNOTATION};
 use crate::detect::history::JobRecord;
 use crate::detect::job::is_owned_by;
 
@@ -82,6 +83,29 @@ pub async fn create(
     }
 }
 
+/// The Jobs of the CTJ `ctj_name` (owner label and controller reference to `ctj_uid`), read
+/// from the API server rather than the informer: the concurrency policy must not miss a Job
+/// created a moment ago or still unlisted after a restart. A plain list is a consistent read.
+pub async fn list_owned(
+    client: &Client,
+    namespace: &str,
+    ctj_name: &str,
+    ctj_uid: &str,
+) -> Result<Vec<Job>, String> {
+    let api: Api<Job> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("{OWNER_LABEL}={ctj_name}");
+    match api.list(&ListParams::default().labels(&selector)).await {
+        Ok(list) => Ok(list
+            .items
+            .into_iter()
+            .filter(|j| is_owned_by(j, ctj_uid))
+            .collect()),
+        Err(e) => Err(format!(
+            "listing the Jobs of this ChangeTriggeredJob in {namespace} ({selector}) to apply spec.concurrencyPolicy: {e}"
+        )),
+    }
+}
+
 /// The history view of a Job.
 pub fn record(job: &Job) -> JobRecord {
     JobRecord {
@@ -111,7 +135,7 @@ pub async fn delete(
         match api.delete(name, &DeleteParams::background()).await {
             Ok(_) => deleted.push(name.clone()),
             Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(e) => errors.push(format!("deleting old Job {name}: {e}")),
+            Err(e) => errors.push(format!("deleting Job {name}: {e}")),
         }
     }
     (deleted, errors)

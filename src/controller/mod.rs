@@ -4,17 +4,20 @@
 //! leadership is lost.
 
 mod act;
+mod admit;
 mod context;
 mod error;
 mod events;
 mod jobs;
 pub mod key;
 mod observe;
+mod observe_set;
 mod prime;
 mod reconcile;
 mod report;
 mod resume;
 mod round;
+mod sets;
 mod settled;
 mod slim;
 pub mod watches;

@@ -1,8 +1,8 @@
 //! Observing watched objects: resolve each kind, declare them to the shared watches, read
 //! each (or reuse the fingerprint of the same resourceVersion), and fingerprint the selected
-//! content.
+//! content. Selector entries are observed in `observe_set.rs`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject};
@@ -10,24 +10,38 @@ use kube::api::{Api, DynamicObject};
 use super::context::Shared;
 use super::prime::Primed;
 use super::round::Round;
-use super::watches::{ObjectKey, Seen, StreamKey};
+use super::watches::{ObjectKey, Seen, SetKey, StreamKey};
 use crate::api::ResourceReference;
 use crate::detect::conditions::{Problem, ProblemScope, reasons};
+use crate::detect::label_selector::Selector;
+use crate::detect::member_set::Members;
 use crate::detect::select::Selection;
 use crate::detect::trigger::{Observation, WatchedObject};
 use crate::discovery::{KindInfo, LookupError};
+
+/// What a spec entry watches: one object, or the set a selector picks.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// One object by name.
+    Object(ObjectKey),
+    /// A selector entry's set.
+    Set(SetKey),
+}
 
 /// A spec entry resolved to the resource serving it.
 pub struct Resolved {
     /// Identity of the entry.
     pub object: WatchedObject,
     /// Where it is served and how it is selected; `None` with `problem` set when unusable.
-    pub target: Option<(KindInfo, ObjectKey, Selection)>,
+    pub target: Option<(KindInfo, Target, Selection)>,
     /// Why it cannot be observed.
     pub problem: Option<Problem>,
 }
 
-fn label(index: usize, object: &WatchedObject) -> String {
+/// One entry's observation, its problem, and a selector entry's members.
+pub type EntryObservation = (Observation, Option<Problem>, Option<Members>);
+
+pub(super) fn label(index: usize, object: &WatchedObject) -> String {
     format!("spec.resources[{index}] ({})", object.display_name())
 }
 
@@ -42,6 +56,40 @@ pub async fn resolve(shared: &Shared, index: usize, reference: &ResourceReferenc
             reason,
             message,
         }),
+    };
+    let selector = match (reference.name.is_empty(), &reference.selector) {
+        (false, None) => None,
+        (true, Some(selector)) => match Selector::from_api(selector) {
+            Ok(s) => Some(s),
+            Err(errors) => {
+                let details: Vec<String> = errors
+                    .iter()
+                    .map(|e| format!("selector.{}: {}", e.field, e.message))
+                    .collect();
+                return fail(
+                    ProblemScope::Spec,
+                    reasons::INVALID_SPEC,
+                    format!("{}: {}", label(index, &object), details.join("; ")),
+                );
+            }
+        },
+        (false, Some(_)) => {
+            return fail(
+                ProblemScope::Spec,
+                reasons::INVALID_SPEC,
+                format!(
+                    "{}: set either name or selector, not both",
+                    label(index, &object)
+                ),
+            );
+        }
+        (true, None) => {
+            return fail(
+                ProblemScope::Spec,
+                reasons::INVALID_SPEC,
+                format!("{}: name or selector is required", label(index, &object)),
+            );
+        }
     };
     let selection = match Selection::parse(&object.fields) {
         Ok(s) => s,
@@ -104,13 +152,17 @@ pub async fn resolve(shared: &Shared, index: usize, reference: &ResourceReferenc
         }
         _ => {}
     }
-    let key = ObjectKey {
-        stream: StreamKey::new(&info.resource, object.namespace.as_deref()),
-        name: object.name.clone(),
+    let stream = StreamKey::new(&info.resource, object.namespace.as_deref());
+    let target = match selector {
+        Some(selector) => Target::Set(SetKey { stream, selector }),
+        None => Target::Object(ObjectKey {
+            stream,
+            name: object.name.clone(),
+        }),
     };
     Resolved {
         object,
-        target: Some((info, key, selection)),
+        target: Some((info, target, selection)),
         problem: None,
     }
 }
@@ -123,15 +175,29 @@ fn watchable(verbs: &[String]) -> bool {
 }
 
 /// Observes a resolved entry.
-pub async fn observe(
+pub async fn observe(shared: &Shared, index: usize, resolved: &Resolved) -> EntryObservation {
+    match &resolved.target {
+        None => (Observation::Unavailable, resolved.problem.clone(), None),
+        Some((info, Target::Set(set), selection)) => {
+            super::observe_set::observe_set(shared, index, &resolved.object, info, set, selection)
+                .await
+        }
+        Some((info, Target::Object(key), selection)) => {
+            let (observation, problem) =
+                observe_object(shared, index, &resolved.object, info, key, selection).await;
+            (observation, problem, None)
+        }
+    }
+}
+
+async fn observe_object(
     shared: &Shared,
     index: usize,
-    resolved: &Resolved,
+    object: &WatchedObject,
+    info: &KindInfo,
+    key: &ObjectKey,
+    selection: &Selection,
 ) -> (Observation, Option<Problem>) {
-    let Some((info, key, selection)) = &resolved.target else {
-        return (Observation::Unavailable, resolved.problem.clone());
-    };
-    let object = &resolved.object;
     let fields = &object.fields;
     let key_id = shared.key.id();
     match shared.hub.seen(key) {
@@ -195,9 +261,27 @@ pub async fn observe(
             (Observation::Found(fp), None)
         }
         Ok(None) => (Observation::Missing, None),
-        Err(kube::Error::Api(status)) if status.code == 403 => {
-            let message = format!(
-                "{}: the operator is not allowed to get {} in {}: {}; grant it through the chart's rbac.watchedResources",
+        Err(e) => (
+            Observation::Unavailable,
+            Some(read_failure(index, object, info, "get", &e)),
+        ),
+    }
+}
+
+/// The problem of a failed read (`verb` is what the operator tried: get or list).
+pub(super) fn read_failure(
+    index: usize,
+    object: &WatchedObject,
+    info: &KindInfo,
+    verb: &str,
+    error: &kube::Error,
+) -> Problem {
+    match error {
+        kube::Error::Api(status) if status.code == 403 => Problem {
+            scope: ProblemScope::Observation,
+            reason: reasons::FORBIDDEN,
+            message: format!(
+                "{}: the operator is not allowed to {verb} {} in {}: {}; grant it through the chart's rbac.watchedResources",
                 label(index, object),
                 info.resource.plural,
                 object
@@ -206,34 +290,21 @@ pub async fn observe(
                     .map(|n| format!("namespace {n}"))
                     .unwrap_or_else(|| "the cluster scope".into()),
                 status.message
-            );
-            (
-                Observation::Unavailable,
-                Some(Problem {
-                    scope: ProblemScope::Observation,
-                    reason: reasons::FORBIDDEN,
-                    message,
-                }),
-            )
-        }
-        Err(e) => {
-            let message = format!("{}: reading it failed: {e}", label(index, object));
-            (
-                Observation::Unavailable,
-                Some(Problem {
-                    scope: ProblemScope::Observation,
-                    reason: reasons::OBSERVATION_FAILED,
-                    message,
-                }),
-            )
-        }
+            ),
+        },
+        e => Problem {
+            scope: ProblemScope::Observation,
+            reason: reasons::OBSERVATION_FAILED,
+            message: format!("{}: reading it failed: {e}", label(index, object)),
+        },
     }
 }
 
 /// How many watched objects of one CTJ are read at the same time.
-const OBSERVE_CONCURRENCY: usize = 4;
+pub(super) const OBSERVE_CONCURRENCY: usize = 4;
 
-/// Observes every spec entry of the round's CTJ, in spec order; problems go to the round.
+/// Observes every spec entry of the round's CTJ, in spec order; problems go to the round, and
+/// the members of selector entries to `round.sets`.
 pub async fn observe_all(round: &mut Round<'_>) -> Vec<(WatchedObject, Observation)> {
     let shared = round.shared();
     let mut resolved = Vec::with_capacity(round.ctj.spec.resources.len());
@@ -242,13 +313,21 @@ pub async fn observe_all(round: &mut Round<'_>) -> Vec<(WatchedObject, Observati
     }
     // Declare interest before reading, so the watches report on exactly these objects. Kinds
     // that cannot be listed and watched (some aggregated APIs) are read on every reconcile.
-    let interest: HashSet<_> = resolved
+    let mut objects = HashSet::new();
+    let mut sets = HashSet::new();
+    for (_, target, _) in resolved
         .iter()
         .filter_map(|r| r.target.as_ref())
         .filter(|(info, _, _)| watchable(&info.verbs))
-        .map(|(_, key, _)| key.clone())
-        .collect();
-    shared.hub.set_interest(&round.watch_ref(), interest);
+    {
+        match target {
+            Target::Object(key) => objects.insert(key.clone()),
+            Target::Set(set) => sets.insert(set.clone()),
+        };
+    }
+    shared
+        .hub
+        .set_interest_in_sets(&round.watch_ref(), objects, sets);
     shared
         .metrics
         .watched_objects
@@ -259,14 +338,19 @@ pub async fn observe_all(round: &mut Round<'_>) -> Vec<(WatchedObject, Observati
         .enumerate()
         .map(|(index, r)| observe(shared, index, r))
         .collect();
-    let observations: Vec<(Observation, Option<Problem>)> = futures::stream::iter(reads)
+    let observations: Vec<EntryObservation> = futures::stream::iter(reads)
         .buffered(OBSERVE_CONCURRENCY)
         .collect()
         .await;
     let mut observed = Vec::with_capacity(observations.len());
-    for (r, (observation, problem)) in resolved.iter().zip(observations) {
+    let mut members = HashMap::new();
+    for (r, (observation, problem, set)) in resolved.iter().zip(observations) {
         observed.push((r.object.clone(), observation));
         round.problems.extend(problem);
+        if let Some(set) = set {
+            members.insert(r.object.clone(), set);
+        }
     }
+    round.sets = members;
     observed
 }

@@ -191,6 +191,7 @@ fn watched_in(
         .map(WatchedObject::from_reference)
         .filter(|o| {
             !o.name.is_empty()
+                && o.selector.is_none()
                 && o.api_version == api_version
                 && o.kind == stream.kind
                 && o.namespace == stream.namespace

@@ -148,8 +148,19 @@ async fn reconcile_ctj(
         }
     }
 
+    shared.set_baselines.name_members(
+        &round.uid,
+        &shared.key,
+        &evaluation.tracked,
+        &round.sets,
+        &mut evaluation.decision,
+    );
+
     let owned = round.owned_jobs();
     let outcome = act::carry_out(&mut round, &previous, &owned, evaluation).await;
+    shared
+        .set_baselines
+        .remember(&round.uid, &outcome.tracked, &round.sets);
     act::prune_history(&mut round, &owned, &outcome).await;
     let decision = report::report(
         &mut round,

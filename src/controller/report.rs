@@ -13,7 +13,7 @@ use super::error::Error;
 use super::events::Severity;
 use super::round::{Round, names};
 use crate::api::{API_VERSION, ChangeTriggeredJob, ChangeTriggeredJobStatus, KIND};
-use crate::detect::conditions::{self, Health};
+use crate::detect::conditions::{self, Health, reasons};
 use crate::detect::job_state::job_state;
 use crate::detect::trigger::{Decision, Tracked};
 
@@ -34,6 +34,7 @@ pub(super) async fn report(
         decision,
         mut status,
         created_job,
+        replaced: _,
     } = outcome;
     let shared = round.shared();
     if created_job.is_none() {
@@ -105,6 +106,24 @@ pub(super) async fn report(
             )
             .await;
     }
+    if let Decision::WaitingForActiveJob {
+        reason,
+        changed,
+        active,
+    } = &decision
+        && progressing_reason(&shown_before) != Some(reasons::WAITING_FOR_ACTIVE_JOB)
+    {
+        shared.metrics.deferred_triggers.inc();
+        round
+            .publish(
+                Severity::Normal,
+                reasons::WAITING_FOR_ACTIVE_JOB,
+                "HoldTrigger",
+                conditions::waiting_message(*reason, changed, active),
+                None,
+            )
+            .await;
+    }
     if let Some((reason, message)) = degraded(&status.conditions)
         && degraded(&shown_before).as_ref() != Some(&(reason.clone(), message.clone()))
     {
@@ -129,6 +148,14 @@ pub(super) async fn report(
         shared.wrote_status(&round.uid, &status);
     }
     Ok(decision)
+}
+
+/// Reason of the Progressing condition.
+fn progressing_reason(conditions: &[Condition]) -> Option<&str> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == conditions::types::PROGRESSING)
+        .map(|c| c.reason.as_str())
 }
 
 /// Reason and message of a true Degraded condition.

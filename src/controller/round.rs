@@ -1,6 +1,7 @@
 //! One reconcile of one ChangeTriggeredJob: who it is about, the clock reading it uses, and the
 //! problems it found so far.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -16,6 +17,8 @@ use super::events::{Occurrence, Severity};
 use crate::api::ChangeTriggeredJob;
 use crate::detect::conditions::Problem;
 use crate::detect::job::is_owned_by;
+use crate::detect::member_set::Members;
+use crate::detect::trigger::WatchedObject;
 
 /// State of one reconcile.
 pub(super) struct Round<'a> {
@@ -37,6 +40,8 @@ pub(super) struct Round<'a> {
     pub problems: Vec<Problem>,
     /// Whether a problem should clear by itself (retry soon with backoff).
     pub transient: bool,
+    /// The members of each selector entry observed this round.
+    pub sets: HashMap<WatchedObject, Members>,
 }
 
 impl<'a> Round<'a> {
@@ -60,6 +65,7 @@ impl<'a> Round<'a> {
             started,
             problems: Vec::new(),
             transient: false,
+            sets: HashMap::new(),
         })
     }
 
@@ -114,7 +120,7 @@ impl<'a> Round<'a> {
 }
 
 /// Joins display names with commas.
-pub(super) fn names(objects: &[crate::detect::trigger::WatchedObject]) -> String {
+pub(super) fn names(objects: &[WatchedObject]) -> String {
     objects
         .iter()
         .map(|o| o.display_name())

@@ -8,6 +8,11 @@
 //! that version is unchanged, so the steady state needs no GET per object. A relist that
 //! replays an object with the same resourceVersion wakes nobody.
 //!
+//! Selector entries use the same streams: the hub keeps each object's labels from the
+//! metadata it already receives, wakes a CTJ when an object that matches its selector (before
+//! or after the event) changes, and lists a set's members from memory — so an object created
+//! later, or relabelled into the set, is seen without any extra request.
+//!
 //! A broken stream restarts by itself (see [`super::resume`]). Until it has listed again, the
 //! CTJs that watch its objects read them directly, woken on a short jittered timer
 //! ([`WatchHub::reobserve_while_broken`]) so a change is still caught within seconds, and once
@@ -31,6 +36,7 @@ use super::resume;
 use super::settled::SettledSet;
 use crate::api::ChangeTriggeredJob;
 use crate::detect::fingerprint::Fingerprint;
+use crate::detect::label_selector::Selector;
 use crate::detect::resume::{REOBSERVE_INTERVAL, WatchFailure, reobserve_interval, retry_ceiling};
 
 mod cluster;
@@ -89,6 +95,24 @@ pub struct ObjectKey {
     pub name: String,
 }
 
+/// The objects of one stream that a selector entry selects.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SetKey {
+    /// Its stream.
+    pub stream: StreamKey,
+    /// The label selector.
+    pub selector: Selector,
+}
+
+/// One member of a set, as the stream last saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Object name.
+    pub name: String,
+    /// Its resourceVersion.
+    pub resource_version: String,
+}
+
 /// What the hub last saw of an object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Seen {
@@ -102,14 +126,21 @@ pub enum Seen {
 /// `DeserializeGuard`).
 pub type CtjRef = ObjectRef<DeserializeGuard<ChangeTriggeredJob>>;
 
+/// What a stream keeps of one object: its version and labels (a few bytes each).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Listed {
+    resource_version: String,
+    labels: BTreeMap<String, String>,
+}
+
 #[derive(Default)]
 struct StreamState {
     /// The watch has listed at least once and is currently healthy.
     synced: bool,
     /// The watch failed (other than with a 410) and has not listed again since.
     broken: bool,
-    /// resourceVersion of every object the stream has (metadata only: a few bytes each).
-    objects: HashMap<String, String>,
+    /// Every object the stream has.
+    objects: HashMap<String, Listed>,
     /// Names seen in the relist under way (to detect deletions missed while disconnected).
     relisting: Option<HashSet<String>>,
     /// Names the watch reported since a periodic check's LIST started (see `relist`).
@@ -125,6 +156,9 @@ struct HubState {
     /// scanning every key.
     stream_users: HashMap<StreamKey, usize>,
     per_ctj: HashMap<CtjRef, HashSet<ObjectKey>>,
+    /// CTJs per selector entry set.
+    set_interest: HashMap<SetKey, HashSet<CtjRef>>,
+    per_ctj_sets: HashMap<CtjRef, HashSet<SetKey>>,
     /// Cluster-wide watches of namespaced kinds watched in many namespaces (see `cluster`).
     cluster: HashMap<StreamKey, cluster::ClusterSource>,
     /// Kinds the operator may not watch cluster-wide.
@@ -298,9 +332,29 @@ impl WatchHub {
         self
     }
 
-    /// Declares the complete set of objects `ctj` watches, starting and stopping watch streams
-    /// as needed.
+    /// Declares the complete set of objects `ctj` watches by name, starting and stopping watch
+    /// streams as needed. (Its selector entries are declared with [`Self::set_interest_in_sets`].)
     pub fn set_interest(&self, ctj: &CtjRef, objects: HashSet<ObjectKey>) {
+        let sets = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|s| s.per_ctj_sets.get(ctj).cloned())
+            .unwrap_or_default();
+        self.declare(ctj, objects, sets);
+    }
+
+    /// Declares the complete interest of `ctj`: objects by name and selector entry sets.
+    pub fn set_interest_in_sets(
+        &self,
+        ctj: &CtjRef,
+        objects: HashSet<ObjectKey>,
+        sets: HashSet<SetKey>,
+    ) {
+        self.declare(ctj, objects, sets);
+    }
+
+    fn declare(&self, ctj: &CtjRef, objects: HashSet<ObjectKey>, sets: HashSet<SetKey>) {
         let mut to_start = Vec::new();
         let mut to_promote = Vec::new();
         {
@@ -308,12 +362,19 @@ impl WatchHub {
                 return;
             };
             let old = state.per_ctj.remove(ctj).unwrap_or_default();
+            let old_sets = state.per_ctj_sets.remove(ctj).unwrap_or_default();
             let mut released = Vec::new();
             for key in old.difference(&objects) {
                 if state.drop_interest(key, ctj) {
                     released.push(key.stream.clone());
                 }
             }
+            for key in old_sets.difference(&sets) {
+                if state.drop_set_interest(key, ctj) {
+                    released.push(key.stream.clone());
+                }
+            }
+            let mut needed = Vec::new();
             for key in objects.difference(&old) {
                 let ctjs = state.interest.entry(key.clone()).or_default();
                 let first = ctjs.is_empty();
@@ -321,23 +382,34 @@ impl WatchHub {
                 if first {
                     *state.stream_users.entry(key.stream.clone()).or_default() += 1;
                 }
-                if !state.streams.contains_key(&key.stream) {
-                    if let Some(served) = state.served_by_cluster(&key.stream) {
-                        state.streams.insert(key.stream.clone(), served);
+                needed.push(key.stream.clone());
+            }
+            for key in sets.difference(&old_sets) {
+                let ctjs = state.set_interest.entry(key.clone()).or_default();
+                let first = ctjs.is_empty();
+                ctjs.insert(ctj.clone());
+                if first {
+                    *state.stream_users.entry(key.stream.clone()).or_default() += 1;
+                }
+                needed.push(key.stream.clone());
+            }
+            for stream in needed {
+                if !state.streams.contains_key(&stream) {
+                    if let Some(served) = state.served_by_cluster(&stream) {
+                        state.streams.insert(stream.clone(), served);
                     } else {
                         let token = self.shutdown.child_token();
                         state.streams.insert(
-                            key.stream.clone(),
+                            stream.clone(),
                             StreamState {
                                 task: Some(token.clone()),
                                 ..StreamState::default()
                             },
                         );
-                        to_start.push((key.stream.clone(), token));
+                        to_start.push((stream.clone(), token));
                     }
                     if let Some(threshold) = self.cluster_threshold
-                        && let Some(kind) =
-                            state.maybe_promote(&key.stream, threshold, &self.shutdown)
+                        && let Some(kind) = state.maybe_promote(&stream, threshold, &self.shutdown)
                     {
                         to_promote.push(kind);
                     }
@@ -345,6 +417,9 @@ impl WatchHub {
             }
             if !objects.is_empty() {
                 state.per_ctj.insert(ctj.clone(), objects);
+            }
+            if !sets.is_empty() {
+                state.per_ctj_sets.insert(ctj.clone(), sets);
             }
             // Only streams that lost a key can have become unused; a steady-state call (the
             // same objects again) costs no scan.
@@ -370,7 +445,7 @@ impl WatchHub {
 
     /// Forgets a deleted CTJ.
     pub fn forget(&self, ctj: &CtjRef) {
-        self.set_interest(ctj, HashSet::new());
+        self.declare(ctj, HashSet::new(), HashSet::new());
         self.routes.settled.forget(ctj);
     }
 
@@ -378,8 +453,29 @@ impl WatchHub {
     pub fn known_ctjs(&self) -> Vec<CtjRef> {
         self.state
             .lock()
-            .map(|s| s.per_ctj.keys().cloned().collect())
+            .map(|s| {
+                let mut all: HashSet<CtjRef> = s.per_ctj.keys().cloned().collect();
+                all.extend(s.per_ctj_sets.keys().cloned());
+                all.into_iter().collect()
+            })
             .unwrap_or_default()
+    }
+
+    /// The members of `set` (sorted by name), if its stream is synced.
+    pub fn members(&self, set: &SetKey) -> Option<Vec<Member>> {
+        let state = self.state.lock().ok()?;
+        let stream = state.streams.get(&set.stream).filter(|s| s.synced)?;
+        let mut members: Vec<Member> = stream
+            .objects
+            .iter()
+            .filter(|(_, listed)| set.selector.matches(&listed.labels))
+            .map(|(name, listed)| Member {
+                name: name.clone(),
+                resource_version: listed.resource_version.clone(),
+            })
+            .collect();
+        members.sort_by(|a, b| a.name.cmp(&b.name));
+        Some(members)
     }
 
     /// Number of distinct watched objects.
@@ -398,13 +494,14 @@ impl WatchHub {
         let Ok(state) = self.state.lock() else {
             return false;
         };
-        let Some(keys) = state.per_ctj.get(ctj) else {
-            return entries == 0;
-        };
-        keys.len() == entries
-            && keys
-                .iter()
-                .all(|k| state.streams.get(&k.stream).is_some_and(|s| s.synced))
+        let none = HashSet::new();
+        let keys = state.per_ctj.get(ctj).unwrap_or(&none);
+        let no_sets = HashSet::new();
+        let sets = state.per_ctj_sets.get(ctj).unwrap_or(&no_sets);
+        let synced = |stream: &StreamKey| state.streams.get(stream).is_some_and(|s| s.synced);
+        keys.len() + sets.len() == entries
+            && keys.iter().all(|k| synced(&k.stream))
+            && sets.iter().all(|k| synced(&k.stream))
     }
 
     /// Number of running watch streams.
@@ -417,7 +514,7 @@ impl WatchHub {
         let state = self.state.lock().ok()?;
         let stream = state.streams.get(&key.stream).filter(|s| s.synced)?;
         Some(match stream.objects.get(&key.name) {
-            Some(rv) => Seen::Present(rv.clone()),
+            Some(listed) => Seen::Present(listed.resource_version.clone()),
             None => Seen::Absent,
         })
     }
@@ -448,7 +545,8 @@ impl WatchHub {
         fingerprint: &Fingerprint,
     ) {
         if let Ok(mut state) = self.state.lock() {
-            if !state.interest.contains_key(key) {
+            let in_a_set = || state.set_interest.keys().any(|s| s.stream == key.stream);
+            if !state.interest.contains_key(key) && !in_a_set() {
                 return;
             }
             state.fingerprints.insert(
@@ -535,8 +633,15 @@ impl WatchHub {
                     {
                         listed.insert(name.clone());
                     }
-                    let rv = object.metadata.resource_version.clone().unwrap_or_default();
-                    state.observe(stream, &name, Some(rv), &mut wake);
+                    let listed = Listed {
+                        resource_version: object
+                            .metadata
+                            .resource_version
+                            .clone()
+                            .unwrap_or_default(),
+                        labels: object.metadata.labels.clone().unwrap_or_default(),
+                    };
+                    state.observe(stream, &name, Some(listed), &mut wake);
                 }
                 Event::Delete(object) => {
                     let Some(name) = object.metadata.name.clone() else {
@@ -588,13 +693,14 @@ impl WatchHub {
 }
 
 impl HubState {
-    /// Records the resourceVersion (`None` = deleted) the stream reports for `name`; CTJs
-    /// interested in it are woken when it moved. A replay with the same version wakes nobody.
+    /// Records what the stream reports for `name` (`None` = deleted); CTJs interested in it,
+    /// by name or through a selector it matched before or matches now, are woken when its
+    /// version moved. A replay with the same version wakes nobody.
     fn observe(
         &mut self,
         stream: &StreamKey,
         name: &str,
-        rv: Option<String>,
+        now: Option<Listed>,
         wake: &mut BTreeMap<String, HashSet<CtjRef>>,
     ) {
         let Some(state) = self.streams.get_mut(stream) else {
@@ -603,11 +709,12 @@ impl HubState {
         if let Some(reported) = state.checking.as_mut() {
             reported.insert(name.to_string());
         }
-        let before = match &rv {
-            Some(rv) => state.objects.insert(name.to_string(), rv.clone()),
+        let before = match &now {
+            Some(listed) => state.objects.insert(name.to_string(), listed.clone()),
             None => state.objects.remove(name),
         };
-        if before == rv {
+        if before.as_ref().map(|l| &l.resource_version) == now.as_ref().map(|l| &l.resource_version)
+        {
             return;
         }
         let key = ObjectKey {
@@ -619,6 +726,43 @@ impl HubState {
                 .or_default()
                 .extend(ctjs.iter().cloned());
         }
+        let matched = |listed: &Option<Listed>, selector: &Selector| {
+            listed.as_ref().is_some_and(|l| selector.matches(&l.labels))
+        };
+        for (set, ctjs) in &self.set_interest {
+            if set.stream == *stream
+                && (matched(&before, &set.selector) || matched(&now, &set.selector))
+            {
+                wake.entry(name.to_string())
+                    .or_default()
+                    .extend(ctjs.iter().cloned());
+            }
+        }
+        if now.is_none() && !self.interest.contains_key(&key) {
+            // A deleted member's fingerprints are of no further use.
+            self.fingerprints.retain(|(k, _, _), _| *k != key);
+        }
+    }
+
+    /// Removes `ctj`'s interest in `set`; true when that was the set's last CTJ.
+    fn drop_set_interest(&mut self, set: &SetKey, ctj: &CtjRef) -> bool {
+        let Some(ctjs) = self.set_interest.get_mut(set) else {
+            return false;
+        };
+        ctjs.remove(ctj);
+        if !ctjs.is_empty() {
+            return false;
+        }
+        self.set_interest.remove(set);
+        if !self.set_interest.keys().any(|s| s.stream == set.stream) {
+            let interest = &self.interest;
+            self.fingerprints
+                .retain(|(k, _, _), _| k.stream != set.stream || interest.contains_key(k));
+        }
+        if let Some(users) = self.stream_users.get_mut(&set.stream) {
+            *users = users.saturating_sub(1);
+        }
+        true
     }
 
     /// Removes `ctj`'s interest in `key`; true when that was the key's last CTJ.
@@ -631,7 +775,9 @@ impl HubState {
             return false;
         }
         self.interest.remove(key);
-        self.fingerprints.retain(|(k, _, _), _| k != key);
+        if !self.set_interest.keys().any(|s| s.stream == key.stream) {
+            self.fingerprints.retain(|(k, _, _), _| k != key);
+        }
         if let Some(users) = self.stream_users.get_mut(&key.stream) {
             *users = users.saturating_sub(1);
         }
@@ -691,6 +837,104 @@ mod tests {
 
     fn ctj(name: &str) -> CtjRef {
         ObjectRef::new(name).within("apps")
+    }
+
+    fn meta(name: &str, rv: &str, labels: &[(&str, &str)]) -> PartialObjectMeta<DynamicObject> {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+        use kube::core::PartialObjectMetaExt;
+        ObjectMeta {
+            name: Some(name.into()),
+            resource_version: Some(rv.into()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..ObjectMeta::default()
+        }
+        .into_response_partial()
+    }
+
+    fn woken(receiver: &mut tokio::sync::mpsc::UnboundedReceiver<CtjRef>) -> Vec<String> {
+        let mut names = Vec::new();
+        while let Ok(ctj) = receiver.try_recv() {
+            names.push(ctj.name);
+        }
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn selector_sets_are_served_from_the_labels_of_the_metadata_watch() {
+        let (service, handle) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        drop(handle);
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+        let mut routes = WakeRoutes::default();
+        routes.add(None, sender);
+        let shutdown = CancellationToken::new();
+        let hub = WatchHub::new(Client::new(service, "default"), routes, shutdown.clone());
+
+        let stream = key("ConfigMap", "configmaps", "shop", "").stream;
+        let set = SetKey {
+            stream: stream.clone(),
+            selector: Selector::parse("app=shop").unwrap_or_default(),
+        };
+        hub.set_interest_in_sets(&ctj("sync"), HashSet::new(), HashSet::from([set.clone()]));
+        assert_eq!(hub.streams(), 1);
+        assert_eq!(hub.members(&set), None, "not synced yet");
+
+        hub.apply(&stream, Event::Init);
+        hub.apply(
+            &stream,
+            Event::InitApply(meta("a", "1", &[("app", "shop")])),
+        );
+        hub.apply(
+            &stream,
+            Event::InitApply(meta("other", "2", &[("app", "cart")])),
+        );
+        hub.apply(&stream, Event::InitDone);
+        let names = |hub: &WatchHub| -> Vec<String> {
+            hub.members(&set)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|m| m.name)
+                .collect()
+        };
+        assert_eq!(names(&hub), vec!["a"]);
+        let _ = woken(&mut receiver);
+
+        // An object created later that matches joins the set and wakes the CTJ.
+        hub.apply(&stream, Event::Apply(meta("b", "3", &[("app", "shop")])));
+        assert_eq!(names(&hub), vec!["a", "b"]);
+        assert_eq!(woken(&mut receiver), vec!["sync"]);
+
+        // A non-member changing wakes nobody.
+        hub.apply(
+            &stream,
+            Event::Apply(meta("other", "4", &[("app", "cart")])),
+        );
+        assert!(woken(&mut receiver).is_empty());
+
+        // A member relabelled out leaves the set and wakes the CTJ.
+        hub.apply(&stream, Event::Apply(meta("a", "5", &[("app", "gone")])));
+        assert_eq!(names(&hub), vec!["b"]);
+        assert_eq!(woken(&mut receiver), vec!["sync"]);
+
+        // A replay with the same version wakes nobody; a deletion of a member does.
+        hub.apply(&stream, Event::Apply(meta("b", "3", &[("app", "shop")])));
+        assert!(woken(&mut receiver).is_empty());
+        hub.apply(&stream, Event::Delete(meta("b", "3", &[("app", "shop")])));
+        assert!(names(&hub).is_empty());
+        assert_eq!(woken(&mut receiver), vec!["sync"]);
+
+        // Dropping the set stops the stream.
+        hub.forget(&ctj("sync"));
+        assert_eq!(hub.streams(), 0);
+        shutdown.cancel();
     }
 
     #[tokio::test]

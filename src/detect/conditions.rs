@@ -6,7 +6,7 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::trigger::Decision;
+use super::trigger::{Decision, TriggerReason, WatchedObject};
 use crate::api::JobState;
 
 /// Condition types.
@@ -31,6 +31,8 @@ pub mod reasons {
     pub const AS_EXPECTED: &str = "AsExpected";
     /// Progressing=True: a trigger waits for the cooldown to end.
     pub const COOLDOWN_ACTIVE: &str = "CooldownActive";
+    /// Progressing=True: a trigger waits for running Jobs to finish (concurrencyPolicy Forbid).
+    pub const WAITING_FOR_ACTIVE_JOB: &str = "WaitingForActiveJob";
     /// Progressing=True: the last Job is running.
     pub const JOB_ACTIVE: &str = "JobActive";
     /// Progressing=False: condition All, some objects changed.
@@ -45,6 +47,8 @@ pub mod reasons {
     pub const FORBIDDEN: &str = "Forbidden";
     /// Reading a watched object failed for another reason.
     pub const OBSERVATION_FAILED: &str = "ObservationFailed";
+    /// A selector entry matches more objects than the operator's maxSelectorMembers setting.
+    pub const TOO_MANY_OBJECTS: &str = "TooManyObjects";
     /// A field path does not parse.
     pub const INVALID_FIELD_PATH: &str = "InvalidFieldPath";
     /// spec.cooldown does not parse.
@@ -57,6 +61,10 @@ pub mod reasons {
     pub const JOB_CREATE_FAILED: &str = "JobCreateFailed";
     /// A Job with the expected name exists but belongs to something else.
     pub const JOB_NAME_CONFLICT: &str = "JobNameConflict";
+    /// Listing the CTJ's Jobs for the concurrency policy failed.
+    pub const JOB_LIST_FAILED: &str = "JobListFailed";
+    /// Deleting a running Job for concurrencyPolicy Replace failed.
+    pub const JOB_REPLACE_FAILED: &str = "JobReplaceFailed";
     /// Deleting old Jobs failed.
     pub const PRUNE_FAILED: &str = "PruneFailed";
 }
@@ -181,6 +189,19 @@ pub fn conditions(previous: &[Condition], health: &Health<'_>, now: Timestamp) -
                 health.cooldown_text
             ),
         ),
+        (
+            Decision::WaitingForActiveJob {
+                reason,
+                changed,
+                active,
+            },
+            _,
+        ) => make(
+            types::PROGRESSING,
+            true,
+            reasons::WAITING_FOR_ACTIVE_JOB,
+            waiting_message(*reason, changed, active),
+        ),
         (Decision::Suspended { pending }, _) => make(
             types::PROGRESSING,
             false,
@@ -222,7 +243,24 @@ pub fn conditions(previous: &[Condition], health: &Health<'_>, now: Timestamp) -
     vec![ready, available, progressing, degraded]
 }
 
-fn names(changed: &[super::trigger::WatchedObject]) -> String {
+/// The sentence explaining a trigger held by `concurrencyPolicy: Forbid`.
+pub fn waiting_message(
+    reason: TriggerReason,
+    changed: &[WatchedObject],
+    active: &[String],
+) -> String {
+    let what = match reason {
+        TriggerReason::Manual => "A manual trigger".to_string(),
+        TriggerReason::Change => format!("{} changed; the trigger", names(changed)),
+    };
+    let jobs = match active {
+        [one] => format!("Job {one} finishes"),
+        many => format!("Jobs {} finish", many.join(", ")),
+    };
+    format!("{what} waits until {jobs} (concurrencyPolicy Forbid); then one Job is created")
+}
+
+fn names(changed: &[WatchedObject]) -> String {
     if changed.is_empty() {
         return "Nothing".into();
     }
@@ -250,7 +288,6 @@ pub fn shorten(mut message: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::trigger::WatchedObject;
 
     fn t(secs: i64) -> Timestamp {
         Timestamp::from_second(1_700_000_000 + secs).unwrap_or(Timestamp::UNIX_EPOCH)
@@ -323,6 +360,7 @@ mod tests {
             kind: "ConfigMap".into(),
             namespace: Some("default".into()),
             name: "app".into(),
+            selector: None,
             fields: vec!["*".into()],
         }];
         let decision = Decision::Deferred {
@@ -337,6 +375,42 @@ mod tests {
         );
         assert!(p.message.contains("2023-11-14T22:14:20Z"), "{}", p.message);
         assert!(p.message.contains("ConfigMap/default/app"));
+    }
+
+    #[test]
+    fn trigger_held_by_forbid_waits_for_the_running_job() {
+        let changed = vec![WatchedObject {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: Some("default".into()),
+            name: "app".into(),
+            fields: vec!["*".into()],
+        }];
+        let decision = Decision::WaitingForActiveJob {
+            reason: TriggerReason::Change,
+            changed,
+            active: vec!["cw-abc".into()],
+        };
+        let mut h = health(&[], &decision);
+        h.last_job = Some(("cw-abc", JobState::Active));
+        let c = conditions(&[], &h, t(0));
+        let p = find(&c, types::PROGRESSING);
+        assert_eq!(
+            (p.status.as_str(), p.reason.as_str()),
+            ("True", reasons::WAITING_FOR_ACTIVE_JOB)
+        );
+        assert!(p.message.contains("ConfigMap/default/app"), "{}", p.message);
+        assert!(p.message.contains("Job cw-abc finishes"), "{}", p.message);
+        assert_eq!(find(&c, types::READY).status, "True");
+    }
+
+    #[test]
+    fn held_manual_trigger_names_every_running_job() {
+        let message = waiting_message(TriggerReason::Manual, &[], &["a".into(), "b".into()]);
+        assert!(
+            message.starts_with("A manual trigger waits until Jobs a, b finish"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use k8s_openapi::api::batch::v1::{Job, JobTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use sha2::{Digest, Sha256};
 
+use super::member_set::{MAX_NAMED_CHANGES, cap};
 use super::trigger::{TriggerReason, WatchedObject};
 use crate::api::{
     API_VERSION, CHANGED_RESOURCES_ANNOTATION, KIND, OWNER_LABEL, TRIGGER_REASON_ANNOTATION,
@@ -68,11 +69,12 @@ pub struct JobRequest<'a> {
     pub changed: &'a [WatchedObject],
 }
 
-/// The value of the changed-resources annotation: `Kind/namespace/name` entries, comma-separated.
+/// The value of the changed-resources annotation: `Kind/namespace/name` entries,
+/// comma-separated; past [`MAX_NAMED_CHANGES`] entries the rest is counted as `+N more`.
 pub fn changed_resources_value(changed: &[WatchedObject]) -> String {
     let mut names: Vec<String> = changed.iter().map(WatchedObject::display_name).collect();
     names.dedup();
-    names.join(",")
+    cap(names, MAX_NAMED_CHANGES).join(",")
 }
 
 /// Builds the Job for a trigger.
@@ -205,6 +207,7 @@ mod tests {
                 kind: "ConfigMap".into(),
                 namespace: Some("default".into()),
                 name: "app".into(),
+                selector: None,
                 fields: vec!["*".into()],
             },
             WatchedObject {
@@ -212,6 +215,7 @@ mod tests {
                 kind: "Node".into(),
                 namespace: None,
                 name: "worker-1".into(),
+                selector: None,
                 fields: vec!["*".into()],
             },
         ]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 
 use super::fingerprint::Fingerprint;
+use super::label_selector::Selector;
 use crate::api::{ResourceHashStatus, ResourceReference, TriggerCondition};
 
 /// Baseline given to an object that had a pending change when the fingerprint key changed:
@@ -27,8 +28,11 @@ pub struct WatchedObject {
     pub kind: String,
     /// Namespace, `None` for cluster-scoped objects.
     pub namespace: Option<String>,
-    /// Object name.
+    /// Object name; empty for a selector entry.
     pub name: String,
+    /// The canonical text of a selector entry's label selector (empty when it selects
+    /// everything); `None` for an entry that names one object.
+    pub selector: Option<String>,
     /// Field paths, as written (defaulted to `["*"]`).
     pub fields: Vec<String>,
 }
@@ -41,15 +45,36 @@ impl WatchedObject {
             kind: reference.kind.clone(),
             namespace: reference.namespace.clone().filter(|ns| !ns.is_empty()),
             name: reference.name.clone(),
+            // An invalid selector keeps a readable identity; it is reported, never observed.
+            selector: reference.selector.as_ref().map(|s| {
+                Selector::from_api(s)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|_| crate::detect::label_selector::describe(s))
+            }),
             fields: reference.fields_or_default(),
         }
     }
 
-    /// `Kind/namespace/name`, or `Kind/name` for cluster-scoped objects.
+    /// `Kind/namespace/name`, or `Kind/name` for cluster-scoped objects; a selector entry
+    /// shows its selector in brackets (`ConfigMap/shop/[app=shop]`).
     pub fn display_name(&self) -> String {
+        let target = match &self.selector {
+            Some(s) if s.is_empty() => "[everything]".to_string(),
+            Some(s) => format!("[{s}]"),
+            None => self.name.clone(),
+        };
         match &self.namespace {
-            Some(ns) => format!("{}/{}/{}", self.kind, ns, self.name),
-            None => format!("{}/{}", self.kind, self.name),
+            Some(ns) => format!("{}/{}/{}", self.kind, ns, target),
+            None => format!("{}/{}", self.kind, target),
+        }
+    }
+
+    /// The object `name` of a selector entry's set, as its own watched object.
+    pub fn member(&self, name: &str) -> WatchedObject {
+        WatchedObject {
+            name: name.to_string(),
+            selector: None,
+            ..self.clone()
         }
     }
 }
@@ -63,8 +88,11 @@ pub struct Tracked {
     pub hash: Fingerprint,
     /// Fingerprint at the last trigger or first observation.
     pub baseline: Fingerprint,
-    /// Whether the object existed at the latest observation.
+    /// Whether the object existed at the latest observation (for a set: whether it had
+    /// members).
     pub exists: bool,
+    /// Number of members of a selector entry's set at the latest observation.
+    pub members: Option<usize>,
 }
 
 impl Tracked {
@@ -81,6 +109,7 @@ impl Tracked {
                 kind: entry.kind.clone(),
                 namespace: entry.namespace.clone().filter(|ns| !ns.is_empty()),
                 name: entry.name.clone(),
+                selector: entry.selector.clone(),
                 fields: if entry.fields.is_empty() {
                     vec![crate::api::WHOLE_OBJECT.to_string()]
                 } else {
@@ -95,6 +124,7 @@ impl Tracked {
                 entry.baseline.clone()
             }),
             exists: entry.exists,
+            members: entry.members.and_then(|m| usize::try_from(m).ok()),
         }
     }
 
@@ -104,6 +134,8 @@ impl Tracked {
             api_version: self.object.api_version.clone(),
             kind: self.object.kind.clone(),
             name: self.object.name.clone(),
+            selector: self.object.selector.clone(),
+            members: self.members.and_then(|m| i64::try_from(m).ok()),
             namespace: self.object.namespace.clone(),
             fields: self.object.fields.clone(),
             hash: self.hash.0.clone(),
@@ -118,6 +150,13 @@ impl Tracked {
 pub enum Observation {
     /// The object exists; this is the fingerprint of its selected content.
     Found(Fingerprint),
+    /// A selector entry's set: the fingerprint over its members and how many there are.
+    Set {
+        /// Keyed hash over the members' (name, fingerprint) pairs.
+        fingerprint: Fingerprint,
+        /// Number of members.
+        members: usize,
+    },
     /// The object does not exist (404).
     Missing,
     /// The object could not be read (unknown kind, RBAC denial, API error): keep what we knew.
@@ -159,6 +198,16 @@ pub enum Decision {
         until: Timestamp,
         /// Objects with a pending change.
         changed: Vec<WatchedObject>,
+    },
+    /// The trigger is due but `concurrencyPolicy: Forbid` holds it until the CTJ's running
+    /// Jobs finish; baselines stay pending, so the hold survives restarts.
+    WaitingForActiveJob {
+        /// Why the Job is due.
+        reason: TriggerReason,
+        /// Objects with a pending change.
+        changed: Vec<WatchedObject>,
+        /// Names of the running Jobs it waits for.
+        active: Vec<String>,
     },
     /// `spec.suspend` is set; pending changes are kept.
     Suspended {
@@ -265,9 +314,13 @@ pub fn evaluate(input: &TriggerInput<'_>) -> Evaluation {
     let mut tracked = Vec::with_capacity(input.observed.len());
     for (object, observation) in input.observed {
         let previous = input.previous.iter().find(|p| &p.object == object);
-        let (hash, exists) = match observation {
-            Observation::Found(fp) => (fp.clone(), true),
-            Observation::Missing => (Fingerprint::absent(), false),
+        let (hash, exists, members) = match observation {
+            Observation::Found(fp) => (fp.clone(), true, None),
+            Observation::Set {
+                fingerprint,
+                members,
+            } => (fingerprint.clone(), *members > 0, Some(*members)),
+            Observation::Missing => (Fingerprint::absent(), false, None),
             Observation::Unavailable => {
                 // Without a fresh fingerprint, keep the old state unless it was made with a
                 // key we no longer have (then it cannot be compared and is dropped).
@@ -293,6 +346,7 @@ pub fn evaluate(input: &TriggerInput<'_>) -> Evaluation {
             hash,
             baseline,
             exists,
+            members,
         });
     }
 

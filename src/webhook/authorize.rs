@@ -50,8 +50,9 @@ impl Access {
 }
 
 /// The permissions `ctj` needs from its author, each with the field it comes from: `get` on
-/// every watched object whose kind resolved, and `create` on Jobs in `namespace`. Duplicates
-/// are dropped (the first field wins).
+/// every watched object whose kind resolved; `get`, `list` and `watch` on the kind (in the
+/// entry's namespace) for a selector entry, since it reads whichever objects match, now and
+/// later; and `create` on Jobs in `namespace`. Duplicates are dropped (the first field wins).
 pub fn required_access(
     ctj: &ChangeTriggeredJob,
     namespace: &str,
@@ -60,8 +61,8 @@ pub fn required_access(
     let mut out: Vec<(String, Access)> = Vec::new();
     for (index, (resource, kind)) in ctj.spec.resources.iter().zip(kinds).enumerate() {
         let Some(kind) = kind else { continue };
-        let access = Access {
-            verb: "get".into(),
+        let access = |verb: &str, name: Option<String>| Access {
+            verb: verb.into(),
             group: kind.resource.group.clone(),
             resource: kind.resource.plural.clone(),
             namespace: if kind.namespaced {
@@ -69,10 +70,20 @@ pub fn required_access(
             } else {
                 None
             },
-            name: Some(resource.name.clone()),
+            name,
         };
-        if !out.iter().any(|(_, a)| *a == access) {
-            out.push((resource_field(index), access));
+        let needed: Vec<Access> = if resource.selector.is_some() && resource.name.is_empty() {
+            ["get", "list", "watch"]
+                .into_iter()
+                .map(|verb| access(verb, None))
+                .collect()
+        } else {
+            vec![access("get", Some(resource.name.clone()))]
+        };
+        for access in needed {
+            if !out.iter().any(|(_, a)| *a == access) {
+                out.push((resource_field(index), access));
+            }
         }
     }
     out.push((
@@ -172,6 +183,9 @@ fn judge(
 pub fn denial_message(username: &str, access: &Access) -> String {
     let why = if access.verb == "create" {
         "a ChangeTriggeredJob may only create Jobs where its author could create them"
+    } else if access.name.is_none() {
+        "a selector entry reads every object that matches, now and later, so its author must be \
+         allowed to get, list and watch that kind there"
     } else {
         "a ChangeTriggeredJob may only watch objects its author can read"
     };
@@ -233,6 +247,45 @@ mod tests {
                 "spec.resources[2] get deployments.apps \"web\" in namespace \"prod\"",
                 "spec.jobTemplate create jobs.batch in namespace \"prod\"",
             ]
+        );
+    }
+
+    #[test]
+    fn a_selector_entry_needs_get_list_and_watch_on_the_kind() {
+        let ctj = crate::webhook::fixtures::ctj(
+            "prod",
+            json!([
+                { "apiVersion": "v1", "kind": "ConfigMap", "namespace": "prod",
+                  "selector": { "matchLabels": { "app": "shop" } } },
+                { "apiVersion": "v1", "kind": "Node", "selector": {} }
+            ]),
+        );
+        let kinds = [
+            kind("", "ConfigMap", "configmaps", true),
+            kind("", "Node", "nodes", false),
+        ];
+        let described: Vec<String> = required_access(&ctj, "prod", &kinds)
+            .iter()
+            .map(|(f, a)| format!("{f} {} {}", a.verb, a.describe()))
+            .collect();
+        assert_eq!(
+            described,
+            vec![
+                "spec.resources[0] get configmaps in namespace \"prod\"",
+                "spec.resources[0] list configmaps in namespace \"prod\"",
+                "spec.resources[0] watch configmaps in namespace \"prod\"",
+                "spec.resources[1] get nodes",
+                "spec.resources[1] list nodes",
+                "spec.resources[1] watch nodes",
+                "spec.jobTemplate create jobs.batch in namespace \"prod\"",
+            ]
+        );
+        let denied = denial_message("bob", &required_access(&ctj, "prod", &kinds)[1].1);
+        assert!(
+            denied.starts_with(
+                "user \"bob\" may not list configmaps in namespace \"prod\"; a selector entry"
+            ),
+            "{denied}"
         );
     }
 

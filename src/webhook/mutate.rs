@@ -11,6 +11,10 @@ use crate::api::{CHANGED_AT_ANNOTATION, DEFAULT_COOLDOWN, DEFAULT_HISTORY, WHOLE
 /// Default of `spec.condition`.
 pub const DEFAULT_CONDITION: &str = "Any";
 
+/// Default of `spec.concurrencyPolicy`: a new Job next to a running one, as before the field
+/// existed.
+pub const DEFAULT_CONCURRENCY_POLICY: &str = "Allow";
+
 /// Which admission operation the object arrives with.
 #[derive(Clone, Copy, Debug)]
 pub enum Change<'a> {
@@ -122,6 +126,12 @@ fn spec_defaults(spec: &Map<String, Value>) -> Vec<PatchOperation> {
     if absent("history") {
         ops.push(add(&["spec", "history"], json!(DEFAULT_HISTORY)));
     }
+    if absent("concurrencyPolicy") {
+        ops.push(add(
+            &["spec", "concurrencyPolicy"],
+            json!(DEFAULT_CONCURRENCY_POLICY),
+        ));
+    }
     if let Some(Value::Array(resources)) = spec.get("resources") {
         for (i, resource) in resources.iter().enumerate() {
             let Value::Object(entry) = resource else {
@@ -211,6 +221,7 @@ mod tests {
         assert_eq!(out["spec"]["condition"], "Any");
         assert_eq!(out["spec"]["cooldown"], "60s");
         assert_eq!(out["spec"]["history"], 5);
+        assert_eq!(out["spec"]["concurrencyPolicy"], "Allow");
         assert_eq!(out["spec"]["resources"][0]["fields"], json!(["*"]));
         assert_eq!(out["spec"]["resources"][1]["fields"], json!(["data"]));
         assert_eq!(out["spec"]["resources"][2]["fields"], json!(["*"]));
@@ -226,7 +237,9 @@ mod tests {
         obj["spec"]["condition"] = json!("All");
         obj["spec"]["cooldown"] = json!("0s");
         obj["spec"]["history"] = json!(1);
+        obj["spec"]["concurrencyPolicy"] = json!("Forbid");
         let out = mutate(&obj, Change::Create);
+        assert_eq!(out["spec"]["concurrencyPolicy"], "Forbid");
         assert_eq!(out["spec"]["condition"], "All");
         assert_eq!(out["spec"]["cooldown"], "0s");
         assert_eq!(out["spec"]["history"], 1);
@@ -359,6 +372,15 @@ mod tests {
         a["spec"]["history"] = json!(5);
         assert!(!spec_changed(&a, &minimal()));
         a["spec"]["history"] = json!(6);
+        assert!(spec_changed(&a, &minimal()));
+    }
+
+    #[test]
+    fn spelling_out_allow_is_no_spec_change() {
+        let mut a = minimal();
+        a["spec"]["concurrencyPolicy"] = json!("Allow");
+        assert!(!spec_changed(&a, &minimal()));
+        a["spec"]["concurrencyPolicy"] = json!("Forbid");
         assert!(spec_changed(&a, &minimal()));
     }
 

@@ -1,5 +1,6 @@
 //! The validation rules that need no cluster: reading the object as a ChangeTriggeredJob, and
-//! checking names, apiVersions, field paths, duplicates, condition, cooldown and history.
+//! checking names, apiVersions, field paths, duplicates, condition, cooldown, history and
+//! concurrency policy.
 //!
 //! Each rule returns [`Violation`]s naming the field, what is wrong, and how to fix it. The
 //! rules that ask the API server (kinds, Job dry-run, permissions) live in `checks/` and
@@ -12,6 +13,7 @@ use serde_json::{Map, Value};
 use super::violation::{Reason, Violation};
 use crate::api::{ChangeTriggeredJob, OWNER_LABEL, ResourceReference, WHOLE_OBJECT};
 use crate::detect::duration::parse_duration;
+use crate::detect::label_selector::Selector;
 use crate::detect::path::FieldPath;
 use crate::discovery::split_api_version;
 
@@ -67,6 +69,7 @@ pub fn read(object: &Value) -> Reading {
     check_condition(&mut spec, &mut violations);
     check_cooldown(&mut spec, &mut violations);
     check_history(&mut spec, &mut violations);
+    check_concurrency_policy(&mut spec, &mut violations);
     check_resources_present(&spec, &mut violations);
 
     let mut sanitized = root.clone();
@@ -117,6 +120,41 @@ fn check_condition(spec: &mut Map<String, Value>, violations: &mut Vec<Violation
         problem,
     ));
     spec.remove("condition");
+}
+
+/// The values of `spec.concurrencyPolicy`.
+const CONCURRENCY_POLICIES: [&str; 3] = ["Allow", "Forbid", "Replace"];
+
+fn check_concurrency_policy(spec: &mut Map<String, Value>, violations: &mut Vec<Violation>) {
+    let problem = match spec.get("concurrencyPolicy") {
+        None | Some(Value::Null) => return,
+        Some(Value::String(s)) if CONCURRENCY_POLICIES.contains(&s.as_str()) => return,
+        Some(Value::String(s)) => match CONCURRENCY_POLICIES
+            .iter()
+            .find(|p| p.eq_ignore_ascii_case(s))
+        {
+            Some(fixed) => {
+                format!("{s:?} is not a concurrency policy (case matters); did you mean {fixed:?}?")
+            }
+            None => unknown_policy(&Value::String(s.clone())),
+        },
+        Some(other) => unknown_policy(other),
+    };
+    violations.push(Violation::new(
+        "spec.concurrencyPolicy",
+        Reason::NotSupported,
+        problem,
+    ));
+    spec.remove("concurrencyPolicy");
+}
+
+fn unknown_policy(value: &Value) -> String {
+    format!(
+        "{} is not a concurrency policy; use \"Allow\" (a new Job next to a running one), \
+             \"Forbid\" (wait until the running Job finishes) or \"Replace\" (delete the running \
+             Job, then create the new one)",
+        short(value)
+    )
 }
 
 fn check_cooldown(spec: &mut Map<String, Value>, violations: &mut Vec<Violation>) {
@@ -250,12 +288,34 @@ fn check_resource(index: usize, resource: &ResourceReference, violations: &mut V
             "required; write the kind as the API serves it, for example ConfigMap or Deployment",
         ));
     }
-    if resource.name.is_empty() {
-        violations.push(Violation::new(
+    match (resource.name.is_empty(), &resource.selector) {
+        (true, None) => violations.push(Violation::new(
             format!("{at}.name"),
             Reason::Required,
-            "required; name the object to watch",
-        ));
+            "required unless selector is set; name the object to watch, or choose objects by \
+             label with selector (matchLabels or matchExpressions)",
+        )),
+        (false, Some(_)) => violations.push(Violation::new(
+            format!("{at}.selector"),
+            Reason::Forbidden,
+            "may not be set together with name; an entry watches either one object (name) or \
+             the objects a label selector matches (selector); remove one of them",
+        )),
+        (true, Some(selector)) => {
+            if let Err(errors) = Selector::from_api(selector) {
+                violations.extend(errors.into_iter().map(|e| {
+                    let reason = if e.required {
+                        Reason::Required
+                    } else if e.field.ends_with(".operator") {
+                        Reason::NotSupported
+                    } else {
+                        Reason::Invalid
+                    };
+                    Violation::new(format!("{at}.selector.{}", e.field), reason, e.message)
+                }));
+            }
+        }
+        (false, None) => {}
     }
     for (j, field) in resource.fields.iter().flatten().enumerate() {
         if field.trim() == WHOLE_OBJECT {
@@ -271,26 +331,39 @@ fn check_resource(index: usize, resource: &ResourceReference, violations: &mut V
     }
 }
 
-/// The identity of a watched object: entries with the same one watch the same object.
-fn identity(resource: &ResourceReference) -> (&str, &str, &str, &str) {
+/// What an entry watches, as (apiVersion, kind, namespace, name, selector in canonical form):
+/// entries with the same one watch the same objects.
+type Identity<'a> = (&'a str, &'a str, &'a str, &'a str, Option<String>);
+
+fn identity(resource: &ResourceReference) -> Identity<'_> {
     (
         resource.api_version.as_str(),
         resource.kind.as_str(),
         resource.namespace.as_deref().unwrap_or(""),
         resource.name.as_str(),
+        resource
+            .selector
+            .as_ref()
+            .and_then(|s| Selector::from_api(s).ok())
+            .map(|s| s.to_string()),
     )
 }
 
 fn check_duplicates(resources: &[ResourceReference], violations: &mut Vec<Violation>) {
-    let mut first_seen: HashMap<(&str, &str, &str, &str), usize> = HashMap::new();
+    let mut first_seen: HashMap<Identity<'_>, usize> = HashMap::new();
     for (index, resource) in resources.iter().enumerate() {
         match first_seen.get(&identity(resource)) {
             Some(first) => violations.push(Violation::new(
                 resource_field(index),
                 Reason::Duplicate,
                 format!(
-                    "watches the same object as {} ({} {}); merge the two entries into one and \
+                    "watches the same {} as {} ({} {}); merge the two entries into one and \
                      list all the fields you need in it",
+                    if resource.selector.is_some() {
+                        "objects"
+                    } else {
+                        "object"
+                    },
                     resource_field(*first),
                     resource.api_version,
                     resource.display_name()
@@ -373,6 +446,39 @@ mod tests {
         let mut o = object();
         o["spec"]["condition"] = json!("all");
         assert!(one_problem(&o).contains("did you mean \"All\"?"));
+    }
+
+    #[test]
+    fn unknown_concurrency_policy_is_rejected_with_the_choices() {
+        let mut o = object();
+        o["spec"]["concurrencyPolicy"] = json!("Queue");
+        let p = one_problem(&o);
+        assert!(
+            p.starts_with("spec.concurrencyPolicy: \"Queue\" is not a concurrency policy"),
+            "{p}"
+        );
+        assert!(
+            p.contains("\"Allow\"") && p.contains("\"Forbid\"") && p.contains("\"Replace\""),
+            "{p}"
+        );
+        o["spec"]["concurrencyPolicy"] = json!(1);
+        assert!(one_problem(&o).starts_with("spec.concurrencyPolicy: 1 is not"));
+    }
+
+    #[test]
+    fn wrong_case_concurrency_policy_gets_a_suggestion() {
+        let mut o = object();
+        o["spec"]["concurrencyPolicy"] = json!("forbid");
+        assert!(one_problem(&o).contains("did you mean \"Forbid\"?"));
+    }
+
+    #[test]
+    fn every_concurrency_policy_is_accepted() {
+        for policy in CONCURRENCY_POLICIES {
+            let mut o = object();
+            o["spec"]["concurrencyPolicy"] = json!(policy);
+            assert!(problems(&o).is_empty(), "{policy}: {:?}", problems(&o));
+        }
     }
 
     #[test]
@@ -482,6 +588,98 @@ mod tests {
         let p = one_problem(&o);
         assert!(
             p.starts_with("spec.resources[2]: watches the same object as spec.resources[0]"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn a_selector_entry_needs_no_name() {
+        let mut o = object();
+        o["spec"]["resources"][0] = json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "namespace": "default",
+            "selector": {"matchLabels": {"app": "shop"},
+                         "matchExpressions": [{"key": "tier", "operator": "In", "values": ["web", "api"]}]}
+        });
+        assert!(problems(&o).is_empty(), "{:?}", problems(&o));
+        o["spec"]["resources"][0]["selector"] = json!({});
+        assert!(
+            problems(&o).is_empty(),
+            "an empty selector selects everything"
+        );
+    }
+
+    #[test]
+    fn name_and_selector_together_are_rejected() {
+        let mut o = object();
+        o["spec"]["resources"][0]["selector"] = json!({"matchLabels": {"app": "shop"}});
+        let p = one_problem(&o);
+        assert!(
+            p.starts_with("spec.resources[0].selector: may not be set together with name"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn neither_name_nor_selector_is_rejected() {
+        let mut o = object();
+        if let Some(entry) = o["spec"]["resources"][0].as_object_mut() {
+            entry.remove("name");
+        }
+        let p = one_problem(&o);
+        assert!(
+            p.starts_with("spec.resources[0].name: required unless selector is set"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn selector_problems_carry_the_full_field_path() {
+        let mut o = object();
+        o["spec"]["resources"][0] = json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "namespace": "default",
+            "selector": {
+                "matchLabels": {"app": "-bad"},
+                "matchExpressions": [
+                    {"key": "tier", "operator": "In"},
+                    {"key": "env", "operator": "Exists", "values": ["prod"]},
+                    {"key": "x", "operator": "Equals", "values": ["y"]},
+                    {"key": "bad key", "operator": "Exists"}
+                ]
+            }
+        });
+        let all = problems(&o);
+        assert_eq!(all.len(), 5, "{all:?}");
+        assert!(all[0].starts_with("spec.resources[0].selector.matchLabels[\"app\"]: \"-bad\" is not a valid label value"), "{}", all[0]);
+        assert!(all[1].starts_with("spec.resources[0].selector.matchExpressions[0].values: at least one value is required"), "{}", all[1]);
+        assert!(
+            all[2].starts_with(
+                "spec.resources[0].selector.matchExpressions[1].values: must be empty"
+            ),
+            "{}",
+            all[2]
+        );
+        assert!(all[3].starts_with("spec.resources[0].selector.matchExpressions[2].operator: \"Equals\" is not a selector operator"), "{}", all[3]);
+        assert!(
+            all[4].starts_with("spec.resources[0].selector.matchExpressions[3].key:"),
+            "{}",
+            all[4]
+        );
+    }
+
+    #[test]
+    fn the_same_selector_written_twice_is_a_duplicate() {
+        let mut o = object();
+        o["spec"]["resources"] = json!([
+            {"apiVersion": "v1", "kind": "ConfigMap", "namespace": "default",
+             "selector": {"matchLabels": {"app": "shop"}}},
+            {"apiVersion": "v1", "kind": "ConfigMap", "namespace": "default",
+             "selector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["shop"]}]}},
+            {"apiVersion": "v1", "kind": "ConfigMap", "namespace": "default",
+             "selector": {"matchLabels": {"app": "cart"}}}
+        ]);
+        let p = one_problem(&o);
+        assert!(
+            p.starts_with("spec.resources[1]: watches the same objects as spec.resources[0]"),
             "{p}"
         );
     }

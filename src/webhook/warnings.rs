@@ -1,7 +1,10 @@
 //! Admission warnings: specs that are legal but probably not what the author wants. kubectl
 //! prints them; the request is still allowed.
 
-use crate::api::{ChangeTriggeredJob, MANUAL_TRIGGER_ANNOTATION, ResourceReference, WHOLE_OBJECT};
+use crate::api::{
+    ChangeTriggeredJob, ConcurrencyPolicy, MANUAL_TRIGGER_ANNOTATION, ResourceReference,
+    WHOLE_OBJECT,
+};
 use crate::detect::duration::parse_duration;
 use crate::discovery::split_api_version;
 
@@ -94,9 +97,20 @@ pub fn warnings(ctj: &ChangeTriggeredJob, old: Option<&ChangeTriggeredJob>) -> V
     if let Some(value) = manual(ctj)
         && old.and_then(manual).as_deref() != Some(value.as_str())
     {
+        let when = match ctj.spec.concurrency_policy() {
+            ConcurrencyPolicy::Forbid => {
+                "ignoring condition and cooldown, as soon as no earlier Job of it runs \
+                 (concurrencyPolicy Forbid)"
+            }
+            ConcurrencyPolicy::Replace => {
+                "right away, ignoring condition and cooldown; a running Job is deleted first \
+                 (concurrencyPolicy Replace)"
+            }
+            ConcurrencyPolicy::Allow => "right away, ignoring condition and cooldown",
+        };
         out.push(format!(
             "metadata.annotations[{MANUAL_TRIGGER_ANNOTATION}]: the new value {value:?} runs the \
-             Job once, right away, ignoring condition and cooldown"
+             Job once, {when}"
         ));
     }
 
@@ -187,7 +201,20 @@ mod tests {
             Some([(MANUAL_TRIGGER_ANNOTATION.to_string(), "run-1".to_string())].into());
         let w = warnings(&c, None);
         assert_eq!(w.len(), 1);
-        assert!(w[0].contains("runs the Job once"));
+        assert!(w[0].contains("runs the Job once, right away"));
         assert!(warnings(&c, Some(&c)).is_empty());
+    }
+
+    #[test]
+    fn manual_trigger_under_forbid_says_it_waits_for_the_running_job() {
+        let mut c = ctj(json!({ "concurrencyPolicy": "Forbid" }));
+        c.metadata.annotations =
+            Some([(MANUAL_TRIGGER_ANNOTATION.to_string(), "run-1".to_string())].into());
+        let w = warnings(&c, None);
+        assert!(
+            w[0].contains("as soon as no earlier Job of it runs"),
+            "{}",
+            w[0]
+        );
     }
 }

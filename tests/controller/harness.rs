@@ -273,6 +273,7 @@ pub fn resource(
         kind: kind.into(),
         name: name.into(),
         namespace: namespace.map(str::to_string),
+        selector: None,
         fields: None,
     }
 }
@@ -324,6 +325,7 @@ pub fn ctj(name: &str, resources: Vec<ResourceReference>) -> ChangeTriggeredJob 
             cooldown: Some("0s".into()),
             history: Some(5),
             suspend: None,
+            concurrency_policy: None,
         },
     );
     ctj.metadata.namespace = Some(NS.into());

@@ -106,6 +106,33 @@ fn check(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
         Some("boolean") if !value.is_boolean() => errors.push(format!("{path}: must be a boolean")),
         _ => {}
     }
+    if let Some(alternatives) = schema.get("oneOf").and_then(Value::as_array) {
+        // As the API server reports it: the errors of the first alternative, then the summary.
+        let results: Vec<Vec<String>> = alternatives
+            .iter()
+            .map(|alternative| {
+                // An alternative is a value validation of the same node ("required" only),
+                // so it takes the node's type.
+                let mut alternative = alternative.clone();
+                if let (Some(map), Some(type_)) = (alternative.as_object_mut(), schema.get("type"))
+                {
+                    map.entry("type").or_insert_with(|| type_.clone());
+                }
+                let mut found = Vec::new();
+                check(&alternative, value, path, &mut found);
+                found
+            })
+            .collect();
+        let valid = results.iter().filter(|r| r.is_empty()).count();
+        if valid != 1 {
+            if valid == 0 {
+                errors.extend(results.into_iter().next().unwrap_or_default());
+            }
+            errors.push(format!(
+                "{path}: must validate one and only one schema (oneOf); {valid} matched"
+            ));
+        }
+    }
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
         && !allowed.contains(value)
     {

@@ -18,7 +18,7 @@ use kube::runtime::watcher::{self, Event, watcher};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{CtjRef, HubState, StreamKey, StreamState, WatchHub};
+use super::{CtjRef, HubState, Listed, StreamKey, StreamState, WatchHub};
 
 /// Objects per page of the periodic check's LIST.
 const PAGE_SIZE: u32 = 500;
@@ -29,8 +29,8 @@ pub(super) struct ClusterSource {
     /// It has listed once and now serves the kind's namespaced streams.
     serving: bool,
     synced: bool,
-    /// namespace → name → resourceVersion, for every object of the kind.
-    objects: HashMap<String, HashMap<String, String>>,
+    /// namespace → name → version and labels, for every object of the kind.
+    objects: HashMap<String, HashMap<String, Listed>>,
     relisting: Option<HashSet<(String, String)>>,
     checking: Option<HashSet<(String, String)>>,
 }
@@ -164,7 +164,7 @@ impl WatchHub {
     }
 
     fn apply_cluster(&self, kind: &StreamKey, event: Event<PartialObjectMeta<DynamicObject>>) {
-        let mut forward: Vec<(StreamKey, String, Option<String>)> = Vec::new();
+        let mut forward: Vec<(StreamKey, String, Option<Listed>)> = Vec::new();
         let mut take_over = false;
         {
             let Ok(mut state) = self.state.lock() else {
@@ -184,7 +184,10 @@ impl WatchHub {
                     else {
                         return;
                     };
-                    let rv = object.metadata.resource_version.unwrap_or_default();
+                    let rv = Listed {
+                        resource_version: object.metadata.resource_version.unwrap_or_default(),
+                        labels: object.metadata.labels.unwrap_or_default(),
+                    };
                     for seen in [&mut source.relisting, &mut source.checking]
                         .into_iter()
                         .flatten()
@@ -272,7 +275,7 @@ impl WatchHub {
     }
 
     /// Applies reported versions to namespaced streams and wakes the CTJs concerned.
-    fn forward(&self, forward: Vec<(StreamKey, String, Option<String>)>) {
+    fn forward(&self, forward: Vec<(StreamKey, String, Option<Listed>)>) {
         if forward.is_empty() {
             return;
         }
@@ -391,7 +394,7 @@ impl WatchHub {
                     continue;
                 }
                 let names = source.objects.entry(ns.clone()).or_default();
-                if names.get(name) != Some(rv) {
+                if names.get(name).map(|l| &l.resource_version) != Some(&rv.resource_version) {
                     names.insert(name.clone(), rv.clone());
                     forward.push((stream_of(ns), name.clone(), Some(rv.clone())));
                 }
@@ -425,10 +428,10 @@ fn forbidden(error: &watcher::Error) -> bool {
     }
 }
 
-/// Every object's (namespace, name) → resourceVersion, page by page.
+/// Every object's (namespace, name) → version and labels, page by page.
 async fn list_all(
     api: &Api<PartialObjectMeta<DynamicObject>>,
-) -> Result<HashMap<(String, String), String>, kube::Error> {
+) -> Result<HashMap<(String, String), Listed>, kube::Error> {
     let mut listed = HashMap::new();
     let mut params = ListParams::default().limit(PAGE_SIZE);
     loop {
@@ -437,7 +440,10 @@ async fn list_all(
             if let (Some(ns), Some(name)) = (object.metadata.namespace, object.metadata.name) {
                 listed.insert(
                     (ns, name),
-                    object.metadata.resource_version.unwrap_or_default(),
+                    Listed {
+                        resource_version: object.metadata.resource_version.unwrap_or_default(),
+                        labels: object.metadata.labels.unwrap_or_default(),
+                    },
                 );
             }
         }

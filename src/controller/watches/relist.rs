@@ -12,7 +12,7 @@ use kube::core::PartialObjectMeta;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::{CtjRef, StreamKey, WatchHub};
+use super::{CtjRef, Listed, StreamKey, WatchHub};
 
 /// Objects per page of the check's LIST.
 const PAGE_SIZE: u32 = 500;
@@ -86,10 +86,10 @@ impl WatchHub {
         }
     }
 
-    /// Applies the differences between `listed` (name → resourceVersion) and the stream's
+    /// Applies the differences between `listed` (name → version and labels) and the stream's
     /// objects, except for objects its watch reported meanwhile; wakes the CTJs concerned and
     /// returns how many objects differed.
-    fn finish_check(&self, stream: &StreamKey, listed: &HashMap<String, String>) -> usize {
+    fn finish_check(&self, stream: &StreamKey, listed: &HashMap<String, Listed>) -> usize {
         let mut wake: BTreeMap<String, HashSet<CtjRef>> = BTreeMap::new();
         let missed;
         {
@@ -105,10 +105,12 @@ impl WatchHub {
             if !s.synced {
                 return 0;
             }
-            let mut differ: Vec<(String, Option<String>)> = listed
+            let mut differ: Vec<(String, Option<Listed>)> = listed
                 .iter()
-                .filter(|(name, rv)| s.objects.get(*name) != Some(*rv))
-                .map(|(name, rv)| (name.clone(), Some(rv.clone())))
+                .filter(|(name, now)| {
+                    s.objects.get(*name).map(|l| &l.resource_version) != Some(&now.resource_version)
+                })
+                .map(|(name, now)| (name.clone(), Some(now.clone())))
                 .collect();
             differ.extend(
                 s.objects
@@ -131,17 +133,23 @@ impl WatchHub {
     }
 }
 
-/// Every object's resourceVersion, page by page.
+/// Every object's resourceVersion and labels, page by page.
 async fn list_all(
     api: &Api<PartialObjectMeta<DynamicObject>>,
-) -> Result<HashMap<String, String>, kube::Error> {
+) -> Result<HashMap<String, Listed>, kube::Error> {
     let mut listed = HashMap::new();
     let mut params = ListParams::default().limit(PAGE_SIZE);
     loop {
         let page = api.list(&params).await?;
         for object in page.items {
             if let Some(name) = object.metadata.name {
-                listed.insert(name, object.metadata.resource_version.unwrap_or_default());
+                listed.insert(
+                    name,
+                    Listed {
+                        resource_version: object.metadata.resource_version.unwrap_or_default(),
+                        labels: object.metadata.labels.unwrap_or_default(),
+                    },
+                );
             }
         }
         match page.metadata.continue_ {

@@ -7,6 +7,7 @@ fn obj(name: &str) -> WatchedObject {
         kind: "ConfigMap".into(),
         namespace: Some("default".into()),
         name: name.into(),
+        selector: None,
         fields: vec!["*".into()],
     }
 }
@@ -368,12 +369,14 @@ fn key_change_rebaselines_without_triggering_but_keeps_pending_changes() {
             hash: Fingerprint("old1".into()),
             baseline: Fingerprint("old1".into()),
             exists: true,
+            members: None,
         },
         Tracked {
             object: obj("b"),
             hash: Fingerprint("old2".into()),
             baseline: Fingerprint("old0".into()),
             exists: true,
+            members: None,
         },
     ];
     let observed = vec![(obj("a"), fp("new1")), (obj("b"), fp("new2"))];
@@ -401,6 +404,7 @@ fn status_round_trip_preserves_state() {
         hash: Fingerprint("h".into()),
         baseline: Fingerprint("b".into()),
         exists: true,
+        members: None,
     };
     assert_eq!(Tracked::from_status(&tracked.to_status()), tracked);
 }
@@ -412,6 +416,7 @@ fn status_entry_without_baseline_is_not_pending() {
         hash: Fingerprint("h".into()),
         baseline: Fingerprint("h".into()),
         exists: true,
+        members: None,
     }
     .to_status();
     entry.baseline.clear();
@@ -553,6 +558,7 @@ proptest! {
             hash: Fingerprint("0".into()),
             baseline: Fingerprint("0".into()),
             exists: true,
+            members: None,
         }).collect();
         let observed: Vec<_> = pending.iter().enumerate()
             .map(|(i, p)| (obj(&i.to_string()), fp(if *p { "1" } else { "0" })))
@@ -582,7 +588,7 @@ proptest! {
     #[test]
     fn inside_the_cooldown_the_trigger_is_deferred_to_its_end(cooldown in 1u64..10_000, elapsed in 0u64..10_000) {
         prop_assume!(elapsed < cooldown);
-        let previous = vec![Tracked { object: obj("a"), hash: Fingerprint("0".into()), baseline: Fingerprint("0".into()), exists: true }];
+        let previous = vec![Tracked { object: obj("a"), hash: Fingerprint("0".into()), baseline: Fingerprint("0".into()), exists: true, members: None }];
         let observed = vec![(obj("a"), fp("1"))];
         let elapsed_secs = i64::try_from(elapsed).unwrap_or(0);
         let cooldown_secs = i64::try_from(cooldown).unwrap_or(0);

@@ -56,6 +56,8 @@ pub async fn check(
                 out.violations
                     .extend(scope_violation(index, resource, info, ctj_namespace));
                 out.violations.extend(readable_violation(index, info));
+                out.violations
+                    .extend(listable_violation(index, resource, info));
                 Some(info.clone())
             }
             Some(Err(error)) => {
@@ -108,6 +110,28 @@ fn readable_violation(index: usize, info: &KindInfo) -> Option<Violation> {
         format!(
             "{} cannot be read back from the API (it does not support \"get\"), so it cannot be \
              watched; watch a kind that stores objects",
+            info.resource.kind
+        ),
+    ))
+}
+
+fn listable_violation(
+    index: usize,
+    resource: &ResourceReference,
+    info: &KindInfo,
+) -> Option<Violation> {
+    if resource.selector.is_none()
+        || info.verbs.is_empty()
+        || info.verbs.iter().any(|v| v == "list")
+    {
+        return None;
+    }
+    Some(Violation::new(
+        format!("{}.selector", resource_field(index)),
+        Reason::NotSupported,
+        format!(
+            "{} cannot be listed (the API does not support \"list\" for it), so objects of it \
+             cannot be chosen by label; name the object instead",
             info.resource.kind
         ),
     ))
