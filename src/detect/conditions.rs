@@ -385,6 +385,7 @@ mod tests {
             namespace: Some("default".into()),
             name: "app".into(),
             fields: vec!["*".into()],
+            selector: None,
         }];
         let decision = Decision::WaitingForActiveJob {
             reason: TriggerReason::Change,

@@ -130,6 +130,7 @@ fn object(i: usize) -> WatchedObject {
         namespace: Some("default".into()),
         name: format!("cm-{i}"),
         fields: vec!["*".into()],
+        selector: None,
     }
 }
 
