@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures::StreamExt;
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::{Api, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
@@ -19,9 +19,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{CtjRef, HubState, Listed, StreamKey, StreamState, WatchHub};
-
-/// Objects per page of the periodic check's LIST.
-const PAGE_SIZE: u32 = 500;
 
 /// The cluster-wide watch of one kind.
 pub(super) struct ClusterSource {
@@ -432,24 +429,8 @@ fn forbidden(error: &watcher::Error) -> bool {
 async fn list_all(
     api: &Api<PartialObjectMeta<DynamicObject>>,
 ) -> Result<HashMap<(String, String), Listed>, kube::Error> {
-    let mut listed = HashMap::new();
-    let mut params = ListParams::default().limit(PAGE_SIZE);
-    loop {
-        let page = api.list(&params).await?;
-        for object in page.items {
-            if let (Some(ns), Some(name)) = (object.metadata.namespace, object.metadata.name) {
-                listed.insert(
-                    (ns, name),
-                    Listed {
-                        resource_version: object.metadata.resource_version.unwrap_or_default(),
-                        labels: object.metadata.labels.unwrap_or_default(),
-                    },
-                );
-            }
-        }
-        match page.metadata.continue_ {
-            Some(token) if !token.is_empty() => params = params.continue_token(&token),
-            _ => return Ok(listed),
-        }
-    }
+    super::relist::list_pages(api, |meta| {
+        Some((meta.namespace.clone()?, meta.name.clone()?))
+    })
+    .await
 }

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::PartialObjectMeta;
 use tokio_util::sync::CancellationToken;
@@ -133,18 +134,27 @@ impl WatchHub {
     }
 }
 
-/// Every object's resourceVersion and labels, page by page.
+/// Every object's resourceVersion and labels, page by page, keyed by name.
 async fn list_all(
     api: &Api<PartialObjectMeta<DynamicObject>>,
 ) -> Result<HashMap<String, Listed>, kube::Error> {
+    list_pages(api, |meta| meta.name.clone()).await
+}
+
+/// Every object's resourceVersion and labels, page by page, under the key `key` gives it
+/// (objects it gives none are left out). Shared by the per-stream and the cluster-wide checks.
+pub(super) async fn list_pages<K: Eq + std::hash::Hash>(
+    api: &Api<PartialObjectMeta<DynamicObject>>,
+    key: impl Fn(&ObjectMeta) -> Option<K>,
+) -> Result<HashMap<K, Listed>, kube::Error> {
     let mut listed = HashMap::new();
     let mut params = ListParams::default().limit(PAGE_SIZE);
     loop {
         let page = api.list(&params).await?;
         for object in page.items {
-            if let Some(name) = object.metadata.name {
+            if let Some(k) = key(&object.metadata) {
                 listed.insert(
-                    name,
+                    k,
                     Listed {
                         resource_version: object.metadata.resource_version.unwrap_or_default(),
                         labels: object.metadata.labels.unwrap_or_default(),
