@@ -123,15 +123,8 @@ pub async fn wait_established(
 /// The whole `dev` command. Returns the exit code.
 pub fn main(overrides: Overrides) -> ExitCode {
     crate::client::install_crypto_provider();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = crate::run::start_runtime() else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(async move {
         let namespace = match kube::Config::infer().await {

@@ -65,15 +65,8 @@ pub fn main(overrides: Overrides) -> ExitCode {
         return ExitCode::from(2);
     }
     install_crypto_provider();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = start_runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(run(Arc::new(settings))) {
         Ok(()) => {
@@ -260,6 +253,21 @@ async fn wait_opt<T>(task: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task:
 }
 
 /// Cancels `shutdown` on SIGTERM or SIGINT.
+/// The multi-threaded tokio runtime of a long-running command; `None` (after saying why on
+/// stderr) when it cannot start.
+pub(crate) fn start_runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            None
+        }
+    }
+}
+
 fn spawn_signal_handler(shutdown: CancellationToken) {
     tokio::spawn(async move {
         #[cfg(unix)]
