@@ -31,6 +31,8 @@ pub struct Metrics {
     pub jobs_deleted: IntCounter,
     /// Watched objects across all ChangeTriggeredJobs.
     pub watched_objects: IntGauge,
+    /// Metadata watches open, by scope (`namespace`: one namespace; `cluster`: all of them).
+    pub metadata_watches: IntGaugeVec,
     /// Time from first seeing a change to creating its Job (includes cooldown deferral).
     pub change_to_job_latency: Histogram,
     /// Admission requests, by webhook (`mutate`/`validate`) and result (`allowed`, `denied`,
@@ -183,6 +185,13 @@ impl Metrics {
                 "changejob_watched_objects",
                 "Objects watched across all ChangeTriggeredJobs",
             )?,
+            metadata_watches: IntGaugeVec::new(
+                Opts::new(
+                    "changejob_metadata_watches",
+                    "Metadata watches of watched objects open, by scope (namespace or cluster)",
+                ),
+                &["scope"],
+            )?,
             change_to_job_latency: Histogram::with_opts(
                 HistogramOpts::new(
                     "changejob_change_to_job_latency_seconds",
@@ -225,6 +234,7 @@ impl Metrics {
         r.register(Box::new(self.jobs_created.clone()))?;
         r.register(Box::new(self.jobs_deleted.clone()))?;
         r.register(Box::new(self.watched_objects.clone()))?;
+        r.register(Box::new(self.metadata_watches.clone()))?;
         r.register(Box::new(self.change_to_job_latency.clone()))?;
         r.register(Box::new(self.webhook_requests.clone()))?;
         r.register(Box::new(self.webhook_duration.clone()))?;

@@ -857,3 +857,39 @@ async fn kinds_without_watch_are_read_on_every_reconcile() {
         Some("False".into())
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_status_the_informer_has_not_delivered_yet_is_not_written_again() {
+    let h = Harness::start().await;
+    h.put_configmap("lagging", &[("k", "1")]);
+    h.create_ctj(&ctj("lagging", vec![cm("lagging")])).await;
+    h.observed("lagging", 1).await;
+    h.wait(2 * SEC).await;
+    // The ChangeTriggeredJob informer stops hearing from the server (its watch and relists
+    // fail), so it keeps the status from before the next write.
+    for verb in [Verb::List, Verb::Watch] {
+        h.fake.fail_always(
+            Matcher::any().verb(verb).resource("changetriggeredjobs"),
+            FakeError::unavailable(),
+        );
+    }
+    h.fake.close_watches();
+    h.wait(2 * SEC).await;
+    h.fake.clear_requests();
+    h.put_configmap("lagging", &[("k", "2")]);
+    h.expect_jobs("lagging", 1, 5 * SEC).await;
+    // The new Job wakes the CTJ again; that round computes the status just written.
+    h.wait(10 * SEC).await;
+    for r in h.fake.requests().iter().filter(|r| r.verb == Verb::Patch) {
+        eprintln!(
+            "{}",
+            serde_json::to_string_pretty(&r.body).unwrap_or_default()
+        );
+    }
+    assert_eq!(
+        h.fake.count(Verb::Patch, "changetriggeredjobs"),
+        1,
+        "one status write for one trigger"
+    );
+    assert_eq!(h.jobs("lagging").len(), 1);
+}

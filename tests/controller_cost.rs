@@ -214,3 +214,111 @@ async fn without_cluster_wide_list_rights_each_namespace_keeps_its_watch() {
     h.fake.put(&configmap("ns-3", "settings", &[("k", "2")]));
     h.expect_jobs("ctj-3", 1, 5 * SEC).await;
 }
+
+/// CTJs in four namespaces served by one cluster-wide ConfigMap watch that is open.
+async fn served_cluster_wide() -> Harness {
+    let h = Harness::start_with(|s| s.cluster_watch_threshold = 2).await;
+    spread_over(&h, 4).await;
+    h.eventually("one cluster-wide watch", 10 * SEC, || async {
+        configmap_watches(&h, true) >= 1
+    })
+    .await;
+    h.wait(3 * SEC).await;
+    h
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cluster_wide_watch_comes_back_quickly_after_an_outage() {
+    let h = served_cluster_wide().await;
+    for (round, outage) in [4 * SEC, 25 * SEC].into_iter().enumerate() {
+        h.fake
+            .fail_always(Matcher::any(), FakeError::connection("connection refused"));
+        h.fake.close_watches();
+        h.wait(outage).await;
+        h.fake.compact();
+        h.fake.clear_faults();
+        h.fake.put(&configmap(
+            "ns-2",
+            "settings",
+            &[("k", &format!("after {outage:?}"))],
+        ));
+        let took = h.expect_jobs("ctj-2", round + 1, 3 * SEC).await;
+        eprintln!("cluster-wide watch, {outage:?} outage: Job {took:?} after the change");
+    }
+    // It is still one cluster-wide watch, not one per namespace.
+    h.fake.clear_requests();
+    h.fake.close_watches();
+    h.wait(3 * SEC).await;
+    assert_eq!(configmap_watches(&h, false), 0, "no per-namespace watches");
+    assert!(
+        configmap_watches(&h, true) >= 1,
+        "the cluster-wide watch is back"
+    );
+    assert_eq!(h.jobs("ctj-2").len(), 2, "no duplicate Job");
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_the_cluster_wide_watch_is_down_its_namespaces_are_read_on_a_timer() {
+    let h = served_cluster_wide().await;
+    // ConfigMaps can be read but not listed or watched at cluster scope.
+    for verb in [Verb::List, Verb::Watch] {
+        h.fake.fail_always(
+            Matcher::any()
+                .verb(verb)
+                .resource("configmaps")
+                .cluster_scope(),
+            FakeError::unavailable(),
+        );
+    }
+    h.fake.close_watches();
+    h.wait(5 * SEC).await;
+    h.fake.put(&configmap("ns-1", "settings", &[("k", "2")]));
+    let took = h.expect_jobs("ctj-1", 1, 3 * SEC).await;
+    eprintln!("cluster-wide watch down, reads working: Job {took:?} after the change");
+    h.fake.clear_faults();
+    h.wait(10 * SEC).await;
+    assert_eq!(
+        h.jobs("ctj-1").len(),
+        1,
+        "no duplicate Job once it lists again"
+    );
+    for i in [0, 2, 3] {
+        assert!(h.jobs(&format!("ctj-{i}")).is_empty(), "ctj-{i} fired");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cluster_wide_watch_denied_for_a_moment_is_tried_again_later() {
+    let h = Harness::start_with(|s| s.cluster_watch_threshold = 2).await;
+    // An API server whose RBAC caches are still loading denies the first attempt.
+    h.fake.fail_times(
+        Matcher::any()
+            .verb(Verb::List)
+            .resource("configmaps")
+            .cluster_scope(),
+        FakeError::forbidden(),
+        1,
+    );
+    spread_over(&h, 4).await;
+    h.wait(3 * SEC).await;
+    assert_eq!(configmap_watches(&h, true), 0, "denied at first");
+    assert_eq!(configmap_watches(&h, false), 4, "one watch per namespace");
+    h.fake.put(&configmap("ns-3", "settings", &[("k", "2")]));
+    h.expect_jobs("ctj-3", 1, 5 * SEC).await;
+
+    h.fake.clear_requests();
+    h.wait(Duration::from_secs(310)).await;
+    assert_eq!(configmap_watches(&h, true), 1, "tried again, and allowed");
+    h.fake.clear_requests();
+    h.fake.close_watches();
+    h.wait(3 * SEC).await;
+    assert_eq!(
+        configmap_watches(&h, false),
+        0,
+        "the per-namespace watches stopped"
+    );
+    h.fake.put(&configmap("ns-0", "settings", &[("k", "2")]));
+    h.expect_jobs("ctj-0", 1, 5 * SEC).await;
+    h.fake.put(&configmap("ns-3", "settings", &[("k", "3")]));
+    h.expect_jobs("ctj-3", 2, 5 * SEC).await;
+}

@@ -40,12 +40,18 @@ pub struct Shared {
     /// Consecutive failed reconciles per CTJ UID, for backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// The last status written per CTJ UID, in case the informer has not caught up yet.
-    written: Mutex<HashMap<String, ChangeTriggeredJobStatus>>,
+    written: Mutex<HashMap<String, WrittenStatus>>,
     /// When a pending change was first seen, per CTJ UID (for the latency metric).
     first_pending: Mutex<HashMap<String, Instant>>,
     /// The members of each selector entry at its baseline, per CTJ UID, to name the members
     /// that changed.
     pub set_baselines: super::sets::SetBaselines,
+}
+
+/// A status this replica wrote, and the resourceVersion of the CTJ it was written over.
+struct WrittenStatus {
+    status: ChangeTriggeredJobStatus,
+    over: Option<String>,
 }
 
 /// Context of one controller (one reconcile scope).
@@ -57,6 +63,21 @@ pub struct Context {
 }
 
 impl Shared {
+    /// Exports the watch hub's size: watched objects and open metadata watches.
+    pub fn export_watch_gauges(&self) {
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.metrics
+            .watched_objects
+            .set(count(self.hub.watched_objects()));
+        let (namespaced, cluster) = self.hub.watch_connections();
+        for (scope, n) in [("namespace", namespaced), ("cluster", cluster)] {
+            self.metrics
+                .metadata_watches
+                .with_label_values(&[scope])
+                .set(count(n));
+        }
+    }
+
     /// Creates the shared state.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -124,19 +145,44 @@ impl Shared {
         };
         match written.get(uid) {
             Some(ours)
-                if ours.trigger_sequence.unwrap_or(0) > informer.trigger_sequence.unwrap_or(0) =>
+                if ours.status.trigger_sequence.unwrap_or(0)
+                    > informer.trigger_sequence.unwrap_or(0) =>
             {
-                ours.clone()
+                ours.status.clone()
             }
             _ => informer,
         }
     }
 
-    /// Remembers the status just written.
-    pub fn wrote_status(&self, uid: &str, status: &ChangeTriggeredJobStatus) {
+    /// Remembers the status just written over the CTJ at resourceVersion `over`.
+    pub fn wrote_status(&self, uid: &str, status: &ChangeTriggeredJobStatus, over: Option<String>) {
         if let Ok(mut written) = self.written.lock() {
-            written.insert(uid.to_string(), status.clone());
+            written.insert(
+                uid.to_string(),
+                WrittenStatus {
+                    status: status.clone(),
+                    over,
+                },
+            );
         }
+    }
+
+    /// The status the server holds now, as far as this replica knows: the informer's, unless
+    /// the informer's copy (at `informer_version`) is the one this replica last wrote over
+    /// and has not delivered that write yet. Any other version (someone wrote since, or the
+    /// write arrived) gives the informer's status.
+    pub fn shown_status(
+        &self,
+        uid: &str,
+        from_informer: Option<&ChangeTriggeredJobStatus>,
+        informer_version: Option<&str>,
+    ) -> Option<ChangeTriggeredJobStatus> {
+        let ours = informer_version.and_then(|version| {
+            let written = self.written.lock().ok()?;
+            let ours = written.get(uid)?;
+            (ours.over.as_deref() == Some(version)).then(|| ours.status.clone())
+        });
+        ours.or_else(|| from_informer.cloned())
     }
 
     /// Forgets a deleted CTJ.

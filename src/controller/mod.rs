@@ -321,9 +321,6 @@ async fn sweep_deleted(
             let ctj = CtjRef::new(name).within(namespace);
             stores.iter().any(|s| s.get(&ctj).is_some())
         });
-        shared
-            .metrics
-            .watched_objects
-            .set(i64::try_from(shared.hub.watched_objects()).unwrap_or(i64::MAX));
+        shared.export_watch_gauges();
     }
 }

@@ -328,10 +328,7 @@ pub async fn observe_all(round: &mut Round<'_>) -> Vec<(WatchedObject, Observati
     shared
         .hub
         .set_interest_in_sets(&round.watch_ref(), objects, sets);
-    shared
-        .metrics
-        .watched_objects
-        .set(i64::try_from(shared.hub.watched_objects()).unwrap_or(i64::MAX));
+    shared.export_watch_gauges();
 
     let reads: Vec<_> = resolved
         .iter()

@@ -59,9 +59,16 @@ pub(super) async fn report(
         status.next_trigger_time = Some(Time(*until));
     }
     status.resource_hashes = tracked.iter().map(Tracked::to_status).collect();
-    let shown_before = round
-        .ctj
-        .status
+    // A round woken (e.g. by its new Job) before the informer delivered the last status write
+    // starts from that write, so it neither writes the same status again nor moves the
+    // conditions' transition times.
+    let informer_version = round.ctj.metadata.resource_version.clone();
+    let shown = shared.shown_status(
+        &round.uid,
+        round.ctj.status.as_ref(),
+        informer_version.as_deref(),
+    );
+    let shown_before = shown
         .as_ref()
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
@@ -132,7 +139,7 @@ pub(super) async fn report(
             .await;
     }
 
-    if round.ctj.status.as_ref() != Some(&status) {
+    if shown.as_ref() != Some(&status) {
         let api: Api<ChangeTriggeredJob> = Api::namespaced(shared.client.clone(), &round.namespace);
         let patch = json!({ "apiVersion": API_VERSION, "kind": KIND, "status": status });
         api.patch_status(
@@ -145,7 +152,7 @@ pub(super) async fn report(
             name: round.name.clone(),
             source,
         })?;
-        shared.wrote_status(&round.uid, &status);
+        shared.wrote_status(&round.uid, &status, informer_version);
     }
     Ok(decision)
 }

@@ -161,8 +161,6 @@ struct HubState {
     per_ctj_sets: HashMap<CtjRef, HashSet<SetKey>>,
     /// Cluster-wide watches of namespaced kinds watched in many namespaces (see `cluster`).
     cluster: HashMap<StreamKey, cluster::ClusterSource>,
-    /// Kinds the operator may not watch cluster-wide.
-    cluster_denied: HashSet<StreamKey>,
     /// Fingerprint cache: (object, fields, key id) → (resourceVersion, fingerprint).
     fingerprints: HashMap<(ObjectKey, Vec<String>, String), (String, Fingerprint)>,
 }
@@ -504,6 +502,19 @@ impl WatchHub {
             && sets.iter().all(|k| synced(&k.stream))
     }
 
+    /// Metadata watches the hub keeps open: (one namespace each, whole cluster). A stream a
+    /// cluster-wide watch serves has none of its own.
+    pub fn watch_connections(&self) -> (usize, usize) {
+        let Ok(state) = self.state.lock() else {
+            return (0, 0);
+        };
+        let own = state.streams.iter().filter(|(_, s)| s.task.is_some());
+        let namespaced = own.clone().filter(|(k, _)| k.namespace.is_some()).count();
+        let cluster_scoped = own.filter(|(k, _)| k.namespace.is_none()).count();
+        let cluster_wide = state.cluster.values().filter(|c| c.watching()).count();
+        (namespaced, cluster_scoped + cluster_wide)
+    }
+
     /// Number of running watch streams.
     pub fn streams(&self) -> usize {
         self.state.lock().map(|s| s.streams.len()).unwrap_or(0)
@@ -655,15 +666,7 @@ impl WatchHub {
                     };
                     s.synced = true;
                     if std::mem::take(&mut s.broken) {
-                        // Back after a failure: every CTJ behind it looks once more, so a
-                        // reconcile that failed meanwhile does not wait for its backoff.
-                        for (key, ctjs) in &state.interest {
-                            if &key.stream == stream {
-                                wake.entry(key.name.clone())
-                                    .or_default()
-                                    .extend(ctjs.iter().cloned());
-                            }
-                        }
+                        state.wake_all_behind(stream, &mut wake);
                     }
                     let Some(s) = state.streams.get_mut(stream) else {
                         return;
@@ -693,6 +696,18 @@ impl WatchHub {
 }
 
 impl HubState {
+    /// A stream is back after a failure: every CTJ behind it looks once more, so a reconcile
+    /// that failed meanwhile does not wait for its backoff.
+    fn wake_all_behind(&self, stream: &StreamKey, wake: &mut BTreeMap<String, HashSet<CtjRef>>) {
+        for (key, ctjs) in &self.interest {
+            if &key.stream == stream {
+                wake.entry(key.name.clone())
+                    .or_default()
+                    .extend(ctjs.iter().cloned());
+            }
+        }
+    }
+
     /// Records what the stream reports for `name` (`None` = deleted); CTJs interested in it,
     /// by name or through a selector it matched before or matches now, are woken when its
     /// version moved. A replay with the same version wakes nobody.

@@ -3,7 +3,14 @@
 //! watch of the kind across all namespaces. Once it has listed, it serves every namespace of
 //! the kind: the per-namespace watches stop, and namespaces that join later are served from
 //! its cache at once. If the operator may not list and watch the kind at cluster scope (403),
-//! the per-namespace watches simply carry on, now and for the rest of the term.
+//! the per-namespace watches carry on (or start again), and the cluster-wide watch is tried
+//! again every [`DENIED_RECHECK`]: an API server that is still loading its RBAC caches after a
+//! restart can deny for a moment what it allows a minute later.
+//!
+//! A failed cluster-wide watch restarts as the per-namespace ones do (see
+//! [`super::super::resume`]): at once after a 410, after a short backoff otherwise. Until it
+//! has listed again, the namespaces it serves count as broken streams, so their CTJs read
+//! their objects directly on the re-observe timer.
 //!
 //! The price: the hub holds the name and resourceVersion of every object of the kind in the
 //! cluster, not only in the watched namespaces (about 100 bytes each).
@@ -13,23 +20,37 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject};
 use kube::core::PartialObjectMeta;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{CtjRef, HubState, Listed, StreamKey, StreamState, WatchHub};
+use crate::controller::resume;
+use crate::detect::resume::{RetryState, WatchFailure};
+
+/// How long a kind whose cluster-wide watch was denied keeps its per-namespace watches
+/// before the cluster-wide one is tried again.
+pub(super) const DENIED_RECHECK: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The cluster-wide watch of one kind.
 pub(super) struct ClusterSource {
     task: CancellationToken,
-    /// It has listed once and now serves the kind's namespaced streams.
+    /// It has listed and now serves the kind's namespaced streams.
     serving: bool,
+    /// The last attempt was denied (403); the per-namespace watches serve the kind.
+    denied: bool,
     synced: bool,
     /// namespace → name → version and labels, for every object of the kind.
     objects: HashMap<String, HashMap<String, Listed>>,
     relisting: Option<HashSet<(String, String)>>,
     checking: Option<HashSet<(String, String)>>,
+}
+
+impl ClusterSource {
+    /// Its watch is open or being opened (not waiting out a denial).
+    pub(super) fn watching(&self) -> bool {
+        !self.denied
+    }
 }
 
 /// The cluster-wide stream of `stream`'s kind.
@@ -66,7 +87,7 @@ impl HubState {
     ) -> Option<(StreamKey, CancellationToken)> {
         stream.namespace.as_ref()?;
         let kind = kind_of(stream);
-        if self.cluster.contains_key(&kind) || self.cluster_denied.contains(&kind) {
+        if self.cluster.contains_key(&kind) {
             return None;
         }
         let namespaces = self
@@ -83,6 +104,7 @@ impl HubState {
             ClusterSource {
                 task: task.clone(),
                 serving: false,
+                denied: false,
                 synced: false,
                 objects: HashMap::new(),
                 relisting: None,
@@ -127,8 +149,12 @@ impl WatchHub {
         let hub = self.clone();
         let check_every = self.relist_interval;
         tokio::spawn(async move {
-            let events = watcher(api.clone(), watcher::Config::default()).default_backoff();
-            let mut events = std::pin::pin!(events);
+            // Restarted with a fresh list after every failure: at once after a 410, else
+            // after `detect::resume`'s short backoff (see `super::super::resume`).
+            let start = || watcher(api.clone(), watcher::Config::default()).boxed();
+            let mut events = start();
+            let mut retry = RetryState::default();
+            let mut answered_at: Option<tokio::time::Instant> = None;
             let mut next_check = check_every.map(|d| tokio::time::Instant::now() + d);
             loop {
                 let check = async {
@@ -144,16 +170,44 @@ impl WatchHub {
                         hub.check_cluster(&kind, &api, &token).await;
                     }
                     next = events.next() => match next {
-                        Some(Ok(event)) => hub.apply_cluster(&kind, event),
-                        Some(Err(error)) if forbidden(&error) => {
-                            hub.deny_cluster(&kind);
-                            return;
+                        Some(Ok(event)) => {
+                            if !matches!(event, Event::Init) && answered_at.is_none() {
+                                answered_at = Some(tokio::time::Instant::now());
+                            }
+                            hub.apply_cluster(&kind, event);
                         }
                         Some(Err(error)) => {
-                            warn!(kind = %kind.kind, %error, "cluster-wide watch failed; retrying");
-                            hub.cluster_unsynced(&kind);
+                            let wait = if forbidden(&error) {
+                                hub.deny_cluster(&kind);
+                                retry = RetryState::default();
+                                answered_at = None;
+                                DENIED_RECHECK
+                            } else {
+                                let failure = resume::classify(&error);
+                                let wait = retry.fail(
+                                    failure,
+                                    answered_at.take().map(|at| at.elapsed()),
+                                    resume::jitter(),
+                                    hub.retry_ceiling(),
+                                );
+                                if failure == WatchFailure::Expired {
+                                    info!(kind = %kind.kind, %error, retry_in = ?wait,
+                                        "cluster-wide watch expired; listing again");
+                                } else {
+                                    warn!(kind = %kind.kind, %error, retry_in = ?wait,
+                                        "cluster-wide watch failed; restarting it");
+                                }
+                                hub.cluster_unsynced(&kind, failure);
+                                wait
+                            };
+                            tokio::select! {
+                                () = token.cancelled() => return,
+                                () = tokio::time::sleep(wait) => {}
+                            }
+                            events = start();
                         }
-                        None => return,
+                        // kube's watcher never ends; restart it if it does.
+                        None => events = start(),
                     },
                 }
             }
@@ -162,7 +216,9 @@ impl WatchHub {
 
     fn apply_cluster(&self, kind: &StreamKey, event: Event<PartialObjectMeta<DynamicObject>>) {
         let mut forward: Vec<(StreamKey, String, Option<Listed>)> = Vec::new();
+        let mut wake: BTreeMap<String, HashSet<CtjRef>> = BTreeMap::new();
         let mut take_over = false;
+        let mut listed_again = false;
         {
             let Ok(mut state) = self.state.lock() else {
                 return;
@@ -229,7 +285,12 @@ impl WatchHub {
                         }
                     }
                     take_over = !source.serving;
+                    listed_again = !take_over;
                     source.serving = true;
+                    if std::mem::take(&mut source.denied) {
+                        info!(kind = %kind.kind,
+                            "allowed to watch the kind cluster-wide again; its per-namespace watches stop");
+                    }
                 }
             }
             if take_over {
@@ -251,6 +312,13 @@ impl WatchHub {
                     s.relisting = None;
                     s.checking = None;
                     s.synced = true;
+                    let was_broken = std::mem::take(&mut s.broken);
+                    if was_broken {
+                        state.wake_all_behind(&stream, &mut wake);
+                    }
+                    let Some(s) = state.streams.get(&stream) else {
+                        continue;
+                    };
                     for name in s.objects.keys().filter(|n| !listed.contains_key(*n)) {
                         forward.push((stream.clone(), name.clone(), None));
                     }
@@ -258,17 +326,26 @@ impl WatchHub {
                         forward.push((stream.clone(), name, Some(rv)));
                     }
                 }
-            } else if let Some(source) = state.cluster.get(kind)
-                && source.synced
-            {
+            } else if listed_again {
+                // Back after a failure: its namespaces are synced again, and the CTJs behind
+                // them look once more.
                 for stream in state.streams_of(kind) {
-                    if let Some(s) = state.streams.get_mut(&stream) {
-                        s.synced = true;
+                    let Some(s) = state.streams.get_mut(&stream) else {
+                        continue;
+                    };
+                    s.synced = true;
+                    if std::mem::take(&mut s.broken) {
+                        state.wake_all_behind(&stream, &mut wake);
                     }
                 }
             }
         }
         self.forward(forward);
+        for ctjs in wake.values() {
+            for ctj in ctjs {
+                self.routes.wake(ctj);
+            }
+        }
     }
 
     /// Applies reported versions to namespaced streams and wakes the CTJs concerned.
@@ -292,7 +369,9 @@ impl WatchHub {
         }
     }
 
-    fn cluster_unsynced(&self, kind: &StreamKey) {
+    /// The cluster-wide watch failed: the namespaces it serves are unsynced until it lists
+    /// again, and broken (re-observed on the timer) unless it only expired.
+    fn cluster_unsynced(&self, kind: &StreamKey, failure: WatchFailure) {
         let Ok(mut state) = self.state.lock() else {
             return;
         };
@@ -307,24 +386,33 @@ impl WatchHub {
             for stream in state.streams_of(kind) {
                 if let Some(s) = state.streams.get_mut(&stream) {
                     s.synced = false;
+                    if failure != WatchFailure::Expired {
+                        s.broken = true;
+                    }
                 }
             }
         }
     }
 
-    /// The operator may not watch the kind cluster-wide: per-namespace watches for the rest of
-    /// the term (restarted if the cluster-wide watch had taken over).
+    /// The operator may not watch the kind cluster-wide: per-namespace watches serve it
+    /// (restarted if the cluster-wide watch had taken over) until a later attempt is allowed.
     fn deny_cluster(&self, kind: &StreamKey) {
         let mut restart = Vec::new();
+        let first;
         {
             let Ok(mut state) = self.state.lock() else {
                 return;
             };
-            let Some(source) = state.cluster.remove(kind) else {
+            let Some(source) = state.cluster.get_mut(kind) else {
                 return;
             };
-            state.cluster_denied.insert(kind.clone());
-            if source.serving {
+            first = !std::mem::replace(&mut source.denied, true);
+            let was_serving = std::mem::take(&mut source.serving);
+            source.synced = false;
+            source.objects.clear();
+            source.relisting = None;
+            source.checking = None;
+            if was_serving {
                 for stream in state.streams_of(kind) {
                     if let Some(s) = state.streams.get_mut(&stream) {
                         let token = self.shutdown.child_token();
@@ -335,8 +423,10 @@ impl WatchHub {
                 }
             }
         }
-        info!(kind = %kind.kind,
-            "not allowed to list and watch the kind cluster-wide; keeping one watch per namespace");
+        if first {
+            info!(kind = %kind.kind, retry_in = ?DENIED_RECHECK,
+                "not allowed to list and watch the kind cluster-wide; keeping one watch per namespace");
+        }
         for (stream, token) in restart {
             self.start_stream(stream, token);
         }
