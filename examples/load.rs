@@ -48,9 +48,14 @@ const RUN_LABEL: &str = "load.changejob.dev/run";
 #[derive(Parser, Debug)]
 #[command(about = "Load generator and change→Job latency probe for kube-changejob")]
 struct Args {
-    /// Namespace for the ConfigMaps and ChangeTriggeredJobs (created if missing).
+    /// Namespace for the ConfigMaps and ChangeTriggeredJobs (created if missing); with
+    /// `--namespaces` above 1, the prefix of the namespaces.
     #[arg(long, default_value = "changejob-load")]
     namespace: String,
+    /// Spread everything over this many namespaces (NAMESPACE-0, NAMESPACE-1, ...): CTJ j and
+    /// the ConfigMaps it watches live in namespace j mod S; --configmaps must be a multiple.
+    #[arg(long, default_value_t = 1)]
+    namespaces: usize,
     /// Prefix of the names of everything created (lets several runs share a namespace).
     #[arg(long, default_value = "load")]
     prefix: String,
@@ -204,13 +209,12 @@ impl Jobs {
     }
 }
 
-/// Watches the namespace's Jobs that carry the owner label and timestamps each new one.
-fn watch_jobs(client: Client, namespace: &str, prefix: &str) -> Arc<Jobs> {
+/// Watches the run's Jobs (those that carry the owner label) and timestamps each new one.
+fn watch_jobs(api: Api<Job>, prefix: &str) -> Arc<Jobs> {
     let jobs = Arc::new(Jobs {
         log: Mutex::default(),
         changed: Notify::new(),
     });
-    let api: Api<Job> = Api::namespaced(client, namespace);
     let shared = jobs.clone();
     let prefix = format!("{prefix}-ctj-");
     tokio::spawn(async move {
@@ -264,11 +268,44 @@ fn ctj_name(prefix: &str, j: usize) -> String {
     format!("{prefix}-ctj-{j}")
 }
 
-/// The ConfigMaps CTJ `j` watches.
-fn watched_by(args: &Args, j: usize) -> Vec<usize> {
-    (0..args.objects_per_ctj)
-        .map(|k| (j * args.objects_per_ctj + k) % args.configmaps)
+/// The namespace of everything numbered `i` (CTJ or ConfigMap).
+fn namespace_of(args: &Args, i: usize) -> String {
+    if args.namespaces <= 1 {
+        args.namespace.clone()
+    } else {
+        format!("{}-{}", args.namespace, i % args.namespaces)
+    }
+}
+
+/// Every namespace the run uses.
+fn all_namespaces(args: &Args) -> Vec<String> {
+    (0..args.namespaces.max(1))
+        .map(|s| namespace_of(args, s))
         .collect()
+}
+
+/// The ConfigMaps CTJ `j` watches: in its own namespace, consecutive ones of that
+/// namespace's share of the pool (wrapping around), so C·K > N makes CTJs share objects.
+fn watched_by(args: &Args, j: usize) -> Vec<usize> {
+    let spread = args.namespaces.max(1);
+    let per_namespace = args.configmaps / spread;
+    let (home, local) = (j % spread, j / spread);
+    (0..args.objects_per_ctj)
+        .map(|k| home + spread * ((local * args.objects_per_ctj + k) % per_namespace))
+        .collect()
+}
+
+/// An API of a namespaced kind in `namespace`, or across all namespaces of the run.
+fn api_in<K>(client: &Client, args: &Args, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None if args.namespaces <= 1 => Api::namespaced(client.clone(), &args.namespace),
+        None => Api::all(client.clone()),
+    }
 }
 
 fn configmap(name: &str, namespace: &str, run: &str, size: usize) -> ConfigMap {
@@ -286,13 +323,13 @@ fn change_triggered_job(args: &Args, j: usize, run: &str) -> anyhow::Result<Chan
         .into_iter()
         .map(|i| {
             json!({"apiVersion": "v1", "kind": "ConfigMap", "name": cm_name(&args.prefix, i),
-                   "namespace": args.namespace})
+                   "namespace": namespace_of(args, i)})
         })
         .collect();
     Ok(serde_json::from_value(json!({
         "apiVersion": "triggers.changejob.dev/v1alpha",
         "kind": "ChangeTriggeredJob",
-        "metadata": {"name": ctj_name(&args.prefix, j), "namespace": args.namespace,
+        "metadata": {"name": ctj_name(&args.prefix, j), "namespace": namespace_of(args, j),
                      "labels": {RUN_LABEL: run}},
         "spec": {
             "resources": resources,
@@ -308,14 +345,20 @@ fn change_triggered_job(args: &Args, j: usize, run: &str) -> anyhow::Result<Chan
     }))?)
 }
 
-/// Creates `objects` with at most `concurrency` writes in flight; AlreadyExists is an error
-/// (stale objects of an earlier run would skew the figures).
-async fn create_all<K>(api: &Api<K>, objects: Vec<K>, concurrency: usize) -> anyhow::Result<()>
+/// Creates `objects`, each in its own namespace, with at most `concurrency` writes in flight;
+/// AlreadyExists is an error (stale objects of an earlier run would skew the figures).
+async fn create_all<K>(client: &Client, objects: Vec<K>, concurrency: usize) -> anyhow::Result<()>
 where
-    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
 {
     futures::stream::iter(objects)
         .map(|o| async move {
+            let api: Api<K> = Api::namespaced(client.clone(), &o.namespace().unwrap_or_default());
             api.create(&PostParams::default(), &o)
                 .await
                 .with_context(|| format!("creating {}", o.name_any()))
@@ -466,6 +509,7 @@ async fn run(args: &Args) -> anyhow::Result<Value> {
     let run_id = args.prefix.clone();
     let mut report = json!({
         "namespace": ns,
+        "namespaces": args.namespaces,
         "configmaps": args.configmaps,
         "configmap_size": args.configmap_size,
         "ctjs": if args.configmaps_only { 0 } else { args.ctjs },
@@ -478,9 +522,21 @@ async fn run(args: &Args) -> anyhow::Result<Value> {
     if args.apply_crd {
         apply_crd(&client).await?;
     }
-    ensure_namespace(&client, ns).await?;
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let ctjs: Api<ChangeTriggeredJob> = Api::namespaced(client.clone(), ns);
+    if args.namespaces == 0 || !args.configmaps.is_multiple_of(args.namespaces) {
+        bail!("--configmaps must be a positive multiple of --namespaces");
+    }
+    if args.objects_per_ctj > args.configmaps / args.namespaces {
+        bail!("need --objects-per-ctj ≤ --configmaps / --namespaces");
+    }
+    futures::stream::iter(all_namespaces(args))
+        .map(|ns| {
+            let client = client.clone();
+            async move { ensure_namespace(&client, &ns).await }
+        })
+        .buffer_unordered(args.create_concurrency.max(1))
+        .try_collect::<Vec<_>>()
+        .await?;
+    let ctjs: Api<ChangeTriggeredJob> = api_in(&client, args, None);
 
     if args.unrelated > 0 {
         let started = Instant::now();
@@ -488,13 +544,13 @@ async fn run(args: &Args) -> anyhow::Result<Value> {
             .map(|i| {
                 configmap(
                     &format!("{}-unrelated-{i}", args.prefix),
-                    ns,
+                    &namespace_of(args, i),
                     &run_id,
                     args.unrelated_size,
                 )
             })
             .collect();
-        create_all(&cms, objects, args.create_concurrency).await?;
+        create_all(&client, objects, args.create_concurrency).await?;
         eprintln!(
             "load: created {} unrelated ConfigMaps of {} bytes in {:.1}s",
             args.unrelated,
@@ -506,9 +562,16 @@ async fn run(args: &Args) -> anyhow::Result<Value> {
     if !args.reuse_configmaps {
         let started = Instant::now();
         let objects = (0..args.configmaps)
-            .map(|i| configmap(&cm_name(&args.prefix, i), ns, &run_id, args.configmap_size))
+            .map(|i| {
+                configmap(
+                    &cm_name(&args.prefix, i),
+                    &namespace_of(args, i),
+                    &run_id,
+                    args.configmap_size,
+                )
+            })
             .collect();
-        create_all(&cms, objects, args.create_concurrency).await?;
+        create_all(&client, objects, args.create_concurrency).await?;
         eprintln!(
             "load: created {} ConfigMaps of {} bytes in {:.1}s",
             args.configmaps,
@@ -523,7 +586,7 @@ async fn run(args: &Args) -> anyhow::Result<Value> {
     }
 
     // Jobs are watched from before the CTJs exist: creating a CTJ must not run a Job.
-    let jobs = watch_jobs(client.clone(), ns, &args.prefix);
+    let jobs = watch_jobs(api_in(&client, args, None), &args.prefix);
     if !jobs.wait(Duration::from_secs(60), |l| l.synced).await {
         bail!("the Job watch did not sync within 60s");
     }
@@ -539,7 +602,7 @@ async fn run(args: &Args) -> anyhow::Result<Value> {
         args.objects_per_ctj,
         Duration::from_secs(args.observe_timeout),
     ));
-    create_all(&ctjs, objects, args.create_concurrency).await?;
+    create_all(&client, objects, args.create_concurrency).await?;
     let created = started.elapsed();
     let observed_at = observing.await??;
     let all_observed = observed_at
@@ -563,7 +626,7 @@ async fn run(args: &Args) -> anyhow::Result<Value> {
     }
 
     if args.changes > 0 {
-        let outcome = change_phase(args, &cms, &ctjs, &jobs, &mut problems).await?;
+        let outcome = change_phase(args, &client, &ctjs, &jobs, &mut problems).await?;
         report["changes"] = outcome;
     }
 
@@ -574,8 +637,12 @@ async fn run(args: &Args) -> anyhow::Result<Value> {
     if args.cleanup {
         let selector = ListParams::default().labels(&format!("{RUN_LABEL}={run_id}"));
         let background = DeleteParams::background();
-        ctjs.delete_collection(&background, &selector).await?;
-        cms.delete_collection(&background, &selector).await?;
+        for ns in all_namespaces(args) {
+            let ctjs: Api<ChangeTriggeredJob> = api_in(&client, args, Some(&ns));
+            let cms: Api<ConfigMap> = api_in(&client, args, Some(&ns));
+            ctjs.delete_collection(&background, &selector).await?;
+            cms.delete_collection(&background, &selector).await?;
+        }
         eprintln!("load: deleted what this run created");
     }
     Ok(report)
@@ -584,7 +651,7 @@ async fn run(args: &Args) -> anyhow::Result<Value> {
 /// Makes the changes at the requested rate and checks that each produces exactly its Jobs.
 async fn change_phase(
     args: &Args,
-    cms: &Api<ConfigMap>,
+    client: &Client,
     ctjs: &Api<ChangeTriggeredJob>,
     jobs: &Jobs,
     problems: &mut Vec<String>,
@@ -639,6 +706,7 @@ async fn change_phase(
         let name = cm_name(&args.prefix, i);
         let version = (n + 1).to_string();
         let patch = json!({"data": {"version": version}});
+        let cms: Api<ConfigMap> = api_in(client, args, Some(&namespace_of(args, i)));
         cms.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .with_context(|| format!("changing ConfigMap {name}"))?;
@@ -729,7 +797,7 @@ async fn change_phase(
     }
     let jobs_expected: usize = changes.iter().map(|c| c.expected.len()).sum();
     let distribution = distribution(&mut latencies);
-    let server = match server_latencies(cms, &changes).await {
+    let server = match server_latencies(client, &changes).await {
         Ok((mut samples, unmatched)) => {
             if unmatched > 0 {
                 problems.push(format!(
@@ -779,15 +847,13 @@ async fn change_phase(
 /// Job, from the fake's write log (`GET /__fake/writes`). Returns the samples and how many
 /// expected pairs the log lacked; an error when the server is not the fake.
 async fn server_latencies(
-    cms: &Api<ConfigMap>,
+    client: &Client,
     changes: &[Change],
 ) -> anyhow::Result<(Vec<f64>, usize)> {
     let request = http::Request::get("/__fake/writes?resource=configmaps&resource=jobs")
         .body(Vec::new())
         .context("building the request")?;
-    let log: Value = cms
-        .clone()
-        .into_client()
+    let log: Value = client
         .request(request)
         .await
         .context("GET /__fake/writes")?;

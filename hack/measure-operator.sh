@@ -11,12 +11,13 @@
 #            (with steady) 3 poll intervals without changes at 500 CTJs, as above
 #   scale    1000 CTJs x 4 of 2000 ConfigMaps of 10 KiB: RSS after setup and after idling
 #   memory   100 CTJs, then 5000 unrelated 50 KiB ConfigMaps in their namespace: RSS delta
-#   table    for each row NxM of MEASURE_TABLE_ROWS (100x3,1000x3): N CTJs each watching M of a
-#            pool of N ConfigMaps (whole-object fields, as the load generator writes them), default
-#            settings (poll 60s): time until all baselined, change→Job p50/p99 of 100 changes,
-#            then MEASURE_TABLE_IDLE (60) seconds at rest: requests per minute to configmaps,
+#   table    for each row NxM or NxM@S of MEASURE_TABLE_ROWS (100x3,1000x3,1000x2@500): N CTJs
+#            each watching M of a pool of N ConfigMaps (whole-object fields, as the load generator
+#            writes them), spread over S namespaces (1 if not given), default settings (poll
+#            60s): time until all baselined, change→Job p50/p99 of 100 changes, then
+#            MEASURE_TABLE_IDLE (60) seconds at rest: requests per minute to configmaps,
 #            changetriggeredjobs and jobs from the API server's own apiserver_request_total,
-#            operator RSS and CPU-s per minute
+#            operator RSS and CPU-s per minute, its open metadata watches
 #
 # Against a real cluster: run with KUBECONFIG set (and MEASURE_FAKE unset). The script then
 # starts no fake, runs only the table scenario (unless MEASURE_SCENARIOS says otherwise), runs
@@ -45,7 +46,7 @@ if [[ $REAL == 1 ]]; then
 else
     SCENARIOS=${MEASURE_SCENARIOS:-latency,steady,burst,scale,memory,table}
 fi
-TABLE_ROWS=${MEASURE_TABLE_ROWS:-100x3,1000x3}
+TABLE_ROWS=${MEASURE_TABLE_ROWS:-100x3,1000x3,1000x2@500}
 TABLE_IDLE=${MEASURE_TABLE_IDLE:-60}
 POLL=${MEASURE_POLL_INTERVAL:-10s}
 QPS=${MEASURE_API_QPS:-50}
@@ -284,13 +285,18 @@ if has table; then
         kubectl create namespace kube-changejob-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
     fi
     {
-        echo "| N × M | change→Job p50 / p99 | requests/min at rest | RSS | CPU at rest | all baselined after |"
-        echo "| --- | --- | --- | --- | --- | --- |"
+        echo "| N × M | namespaces | change→Job p50 / p99 | requests/min at rest | RSS | CPU at rest | all baselined after | metadata watches (per namespace / cluster-wide) |"
+        echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
     } >"$TABLE"
     for row in ${TABLE_ROWS//,/ }; do
+        spread=1
+        if [[ $row == *@* ]]; then
+            spread=${row#*@}
+            row=${row%@*}
+        fi
         n=${row%x*}
         m=${row#*x}
-        name="table-$n"
+        name="table-$n-$spread"
         # Default settings: the poll interval is the product's 60s here.
         POLL_SAVED=$POLL
         POLL=60s
@@ -299,19 +305,24 @@ if has table; then
         log "table: $n CTJs x $m of $n ConfigMaps"
         crd_flag=()
         [[ $REAL == 1 ]] && crd_flag=(--apply-crd)
-        load "$name" "${crd_flag[@]}" --namespace "measure-$n" --configmaps "$n" --configmap-size 1Ki \
+        load "$name" "${crd_flag[@]}" --namespace "measure-$n" --namespaces "$spread" \
+            --configmaps "$n" --configmap-size 1Ki \
             --ctjs "$n" --objects-per-ctj "$m" --changes 100 --rate 10 --create-concurrency 64 \
             --observe-timeout 1800
         sleep 5
         requests_json >"$OUT/$name.requests.before.json"
+        curl -sf "$METRICS_URL" >"$OUT/$name.metrics.before.txt" || true
         sample "$name.rest.before"
         log "table: ${TABLE_IDLE}s at rest"
         sleep "$TABLE_IDLE"
         requests_json >"$OUT/$name.requests.after.json"
+        curl -sf "$METRICS_URL" >"$OUT/$name.metrics.after.txt" || true
         sample "$name.rest.after"
-        python3 - "$OUT" "$name" "$n" "$m" "$TICKS" >>"$TABLE" <<'PY'
+        curl -sf "$METRICS_URL" | awk '/^changejob_metadata_watches\{scope="namespace"\}/ {print "'"$name"'.watches.namespace", $2}
+            /^changejob_metadata_watches\{scope="cluster"\}/ {print "'"$name"'.watches.cluster", $2}' >>"$RESULTS"
+        python3 - "$OUT" "$name" "$n" "$m" "$TICKS" "$spread" >>"$TABLE" <<'PY'
 import json, os, sys
-out, name, n, m, ticks = sys.argv[1:6]
+out, name, n, m, ticks, spread = sys.argv[1:7]
 ticks = int(ticks)
 r = {}
 for line in open(os.path.join(out, "results.txt")):
@@ -330,12 +341,18 @@ cpu = (float(r[f"{name}.rest.after.cpu"]) - float(r[f"{name}.rest.before.cpu"]))
 rss = float(r[f"{name}.rest.after.rss"]) / 1024
 p50, p99 = lat.get("p50_ms"), lat.get("p99_ms")
 fmt = lambda ms: "—" if ms is None else f"{ms / 1000:.2f} s"
-print(f"| {int(n):,} × {m} | {fmt(p50)} / {fmt(p99)} | {60 * total / secs:.1f} ({what}) | {rss:.0f} MiB | "
-      f"{60 * cpu / secs:.3f} CPU-s/min | {d.get('time_to_observe_all_s')} s |")
+watches = f"{r.get(f'{name}.watches.namespace', '?')} / {r.get(f'{name}.watches.cluster', '?')}"
+print(f"| {int(n):,} × {m} | {int(spread):,} | {fmt(p50)} / {fmt(p99)} | {60 * total / secs:.1f} ({what}) | {rss:.0f} MiB | "
+      f"{60 * cpu / secs:.3f} CPU-s/min | {d.get('time_to_observe_all_s')} s | {watches} |")
 PY
         stop_stack "$name"
         if [[ $REAL == 1 ]]; then
-            kubectl delete namespace "measure-$n" --wait=false >/dev/null || true
+            if [[ $spread == 1 ]]; then
+                kubectl delete namespace "measure-$n" --wait=false >/dev/null || true
+            else
+                for s in $(seq 0 $((spread - 1))); do echo "measure-$n-$s"; done |
+                    xargs -n 50 kubectl delete namespace --wait=false >/dev/null || true
+            fi
         fi
     done
 fi
