@@ -223,14 +223,9 @@ pub(super) async fn prune_history(round: &mut Round<'_>, owned: &[Arc<Job>], out
     let (deleted, errors) = jobs::delete(&shared.client, &round.namespace, &prune).await;
     if !deleted.is_empty() {
         shared.metrics.jobs_deleted.inc_by(deleted.len() as u64);
-        let note = format!(
-            "Deleted {} old Job(s) beyond history {history}: {}",
-            deleted.len(),
-            deleted.join(", ")
-        );
-        round
-            .publish(Severity::Normal, "JobsPruned", "DeleteJobs", note, None)
-            .await;
+        // Logged and counted, not an Event: an Event would cost one more request for every
+        // Job once the history is full, from the budget Job creates need.
+        tracing::info!(history, jobs = ?deleted, "deleted old Jobs beyond the history limit");
     }
     if !errors.is_empty() {
         round.transient = true;
