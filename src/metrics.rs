@@ -47,17 +47,36 @@ pub struct Metrics {
     pub ctj_conditions: CtjConditions,
 }
 
-/// (namespace, name) of a ChangeTriggeredJob → (condition type, status) pairs of its last
-/// written status.
-type ConditionsByCtj = HashMap<(String, String), Vec<(String, String)>>;
+/// (condition type, status).
+type Pair = (String, String);
+
+/// The conditions of each ChangeTriggeredJob, by (namespace, name), and how many CTJs have
+/// each pair.
+#[derive(Default)]
+struct ConditionsByCtj {
+    by_ctj: HashMap<(String, String), Vec<Pair>>,
+    totals: BTreeMap<Pair, i64>,
+}
+
+impl ConditionsByCtj {
+    /// Counts `pairs` in (`delta` 1) or out (`delta` -1) of the totals; returns the pairs
+    /// touched.
+    fn count(&mut self, pairs: &[Pair], delta: i64, touched: &mut Vec<Pair>) {
+        for pair in pairs {
+            *self.totals.entry(pair.clone()).or_insert(0) += delta;
+            touched.push(pair.clone());
+        }
+    }
+}
 
 /// The `changejob_changetriggeredjobs{condition, status}` gauge and the conditions of each
 /// ChangeTriggeredJob behind it. A CTJ's name is never a label (that would be a series per
-/// object); the gauge counts CTJs.
+/// object); the gauge counts CTJs. Recording one CTJ costs in proportion to its own
+/// conditions, not to the number of CTJs.
 #[derive(Clone)]
 pub struct CtjConditions {
     gauge: IntGaugeVec,
-    by_ctj: Arc<Mutex<ConditionsByCtj>>,
+    state: Arc<Mutex<ConditionsByCtj>>,
 }
 
 impl CtjConditions {
@@ -70,7 +89,7 @@ impl CtjConditions {
                 ),
                 &["condition", "status"],
             )?,
-            by_ctj: Arc::default(),
+            state: Arc::default(),
         })
     }
 
@@ -81,55 +100,75 @@ impl CtjConditions {
         name: &str,
         conditions: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) {
-        let pairs = conditions
+        let pairs: Vec<Pair> = conditions
             .into_iter()
             .map(|(t, s)| (t.to_owned(), s.to_owned()))
             .collect();
-        self.update(|map| {
-            map.insert((namespace.to_owned(), name.to_owned()), pairs);
-        });
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        let key = (namespace.to_owned(), name.to_owned());
+        if state.by_ctj.get(&key) == Some(&pairs) {
+            return;
+        }
+        let mut touched = Vec::new();
+        if let Some(old) = state.by_ctj.remove(&key) {
+            state.count(&old, -1, &mut touched);
+        }
+        state.count(&pairs, 1, &mut touched);
+        state.by_ctj.insert(key, pairs);
+        self.export(&mut state, touched);
     }
 
     /// Keeps only the ChangeTriggeredJobs for which `keep(namespace, name)` holds (the others
     /// were deleted).
     pub fn retain(&self, keep: impl Fn(&str, &str) -> bool) {
-        self.update(|map| map.retain(|(ns, name), _| keep(ns, name)));
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        let gone: Vec<(String, String)> = state
+            .by_ctj
+            .keys()
+            .filter(|(ns, name)| !keep(ns, name))
+            .cloned()
+            .collect();
+        let mut touched = Vec::new();
+        for key in gone {
+            if let Some(old) = state.by_ctj.remove(&key) {
+                state.count(&old, -1, &mut touched);
+            }
+        }
+        self.export(&mut state, touched);
     }
 
     /// Forgets every ChangeTriggeredJob (leadership lost: another replica reports them now).
     pub fn clear(&self) {
-        self.update(HashMap::clear);
-    }
-
-    /// Changes the map and sets the gauge from it in one step; label pairs no CTJ has any more
-    /// are removed rather than left at a stale value.
-    fn update(&self, change: impl FnOnce(&mut ConditionsByCtj)) {
-        let Ok(mut map) = self.by_ctj.lock() else {
+        let Ok(mut state) = self.state.lock() else {
             return;
         };
-        let before = counts(&map);
-        change(&mut map);
-        let after = counts(&map);
-        for (condition, status) in before.keys() {
-            if !after.contains_key(&(condition.clone(), status.clone())) {
+        state.by_ctj.clear();
+        let touched: Vec<Pair> = state.totals.keys().cloned().collect();
+        for n in state.totals.values_mut() {
+            *n = 0;
+        }
+        self.export(&mut state, touched);
+    }
+
+    /// Sets the gauge of every touched pair; pairs no CTJ has any more are removed rather
+    /// than left at zero.
+    fn export(&self, state: &mut ConditionsByCtj, touched: Vec<Pair>) {
+        for pair in touched {
+            let n = state.totals.get(&pair).copied().unwrap_or(0);
+            let (condition, status) = (&pair.0, &pair.1);
+            if n > 0 {
+                self.gauge.with_label_values(&[condition, status]).set(n);
+            } else {
+                state.totals.remove(&pair);
                 // Absent label values are no error worth reporting.
                 let _ = self.gauge.remove_label_values(&[condition, status]);
             }
         }
-        for ((condition, status), n) in after {
-            self.gauge.with_label_values(&[&condition, &status]).set(n);
-        }
     }
-}
-
-fn counts(map: &ConditionsByCtj) -> BTreeMap<(String, String), i64> {
-    let mut out = BTreeMap::new();
-    for pairs in map.values() {
-        for pair in pairs {
-            *out.entry(pair.clone()).or_insert(0) += 1;
-        }
-    }
-    out
 }
 
 /// Registering a metric failed (a programming error: duplicate name).
@@ -360,6 +399,55 @@ mod tests {
         );
         c.clear();
         assert!(ctj_gauge(&m).is_empty());
+    }
+
+    proptest::proptest! {
+        /// However records, deletions and leadership losses interleave, the gauge equals a
+        /// count from scratch over each CTJ's last recorded conditions.
+        #[test]
+        fn ctj_condition_gauge_matches_a_recount(
+            ops in proptest::collection::vec((0u8..4, 0u8..6, 0u8..3, proptest::bool::ANY), 0..60)
+        ) {
+            let m = Metrics::new().unwrap_or_else(|e| panic!("{e}"));
+            let c = &m.ctj_conditions;
+            let mut model: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+            for (op, ctj, variant, degraded) in ops {
+                let name = format!("ctj-{ctj}");
+                match op {
+                    0 | 1 => {
+                        let ready = ["True", "False", "Unknown"][usize::from(variant)];
+                        let degraded = if degraded { "True" } else { "False" };
+                        c.record("ns", &name, [("Ready", ready), ("Degraded", degraded)]);
+                        model.insert(name, vec![
+                            ("Ready".into(), ready.into()),
+                            ("Degraded".into(), degraded.into()),
+                        ]);
+                    }
+                    2 => {
+                        c.retain(|_, n| n != name);
+                        model.remove(&name);
+                    }
+                    _ if variant == 0 => {
+                        c.clear();
+                        model.clear();
+                    }
+                    _ => {}
+                }
+            }
+            let mut expected: BTreeMap<(String, String), i64> = BTreeMap::new();
+            for pairs in model.values() {
+                for pair in pairs {
+                    *expected.entry(pair.clone()).or_insert(0) += 1;
+                }
+            }
+            let expected: Vec<String> = expected
+                .iter()
+                .map(|((t, s), n)| {
+                    format!("changejob_changetriggeredjobs{{condition=\"{t}\",status=\"{s}\"}} {n}")
+                })
+                .collect();
+            proptest::prop_assert_eq!(ctj_gauge(&m), expected);
+        }
     }
 
     #[test]
