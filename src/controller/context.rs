@@ -60,6 +60,8 @@ pub struct Context {
     pub shared: Arc<Shared>,
     /// Jobs labelled with the owner label, in this controller's scope.
     pub jobs: Store<Job>,
+    /// The Jobs in `jobs` of each controller owner.
+    pub jobs_by_owner: super::owned::JobsByOwner,
 }
 
 impl Shared {

@@ -12,6 +12,7 @@ mod jobs;
 pub mod key;
 mod observe;
 mod observe_set;
+mod owned;
 mod prime;
 mod reconcile;
 mod report;
@@ -211,6 +212,8 @@ fn controller_for(
     };
     let scope_name = scope.as_deref().unwrap_or("all namespaces").to_string();
     let (job_reader, job_writer) = reflector::store();
+    let jobs_by_owner = owned::JobsByOwner::default();
+    let index = jobs_by_owner.clone();
     let settled_of = shared.clone();
     let job_events = resume::resumed(
         format!("Jobs in {scope_name}"),
@@ -226,6 +229,11 @@ fn controller_for(
     )
     .modify(slim::slim_job)
     .reflect(job_writer)
+    .inspect(move |event| {
+        if let Ok(event) = event {
+            index.track(event);
+        }
+    })
     .touched_objects()
     // A Job's state is an input of its owner's status: the owner is not settled any more.
     .inspect_ok(move |job| {
@@ -242,6 +250,7 @@ fn controller_for(
     let context = Arc::new(Context {
         shared,
         jobs: job_reader,
+        jobs_by_owner,
     });
     let (ctj_reader, ctj_writer) = reflector::store();
     let ctjs = resume::resumed(

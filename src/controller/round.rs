@@ -82,9 +82,10 @@ impl<'a> Round<'a> {
     /// Jobs this CTJ controls, from the informer.
     pub fn owned_jobs(&self) -> Vec<Arc<Job>> {
         self.ctx
-            .jobs
-            .state()
+            .jobs_by_owner
+            .of(&self.uid)
             .into_iter()
+            .filter_map(|job| self.ctx.jobs.get(&job))
             .filter(|j| {
                 j.metadata.namespace.as_deref() == Some(self.namespace.as_str())
                     && is_owned_by(j, &self.uid)
