@@ -14,7 +14,8 @@
 #   table    for each row NxM or NxM@S of MEASURE_TABLE_ROWS (100x3,1000x3,1000x2@500): N CTJs
 #            each watching M of a pool of N ConfigMaps (whole-object fields, as the load generator
 #            writes them), spread over S namespaces (1 if not given), default settings (poll
-#            60s): time until all baselined, change→Job p50/p99 of 100 changes, then
+#            60s): time until all baselined, change→Job p50/p99 of 100 changes at
+#            MEASURE_TABLE_RATE (2) per second, then
 #            MEASURE_TABLE_IDLE (60) seconds at rest: requests per minute to configmaps,
 #            changetriggeredjobs and jobs from the API server's own apiserver_request_total,
 #            operator RSS and CPU-s per minute, its open metadata watches
@@ -48,6 +49,9 @@ else
 fi
 TABLE_ROWS=${MEASURE_TABLE_ROWS:-100x3,1000x3,1000x2@500}
 TABLE_IDLE=${MEASURE_TABLE_IDLE:-60}
+# Changes per second in the table's latency part: each fans out to M Jobs, and a Job costs
+# about three requests (create, status write, pruning delete) of the apiQps budget.
+TABLE_RATE=${MEASURE_TABLE_RATE:-2}
 POLL=${MEASURE_POLL_INTERVAL:-10s}
 QPS=${MEASURE_API_QPS:-50}
 BURST=${MEASURE_API_BURST:-100}
@@ -285,8 +289,8 @@ if has table; then
         kubectl create namespace kube-changejob-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
     fi
     {
-        echo "| N × M | namespaces | change→Job p50 / p99 | requests/min at rest | RSS | CPU at rest | all baselined after | metadata watches (per namespace / cluster-wide) |"
-        echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+        echo "| N × M | namespaces | change→Job p50 / p99 | requests/min at rest | RSS | CPU at rest | all baselined after | metadata watches (per namespace / cluster-wide) | kill -9: new leader after / first pass done after / its requests |"
+        echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     } >"$TABLE"
     for row in ${TABLE_ROWS//,/ }; do
         spread=1
@@ -307,7 +311,7 @@ if has table; then
         [[ $REAL == 1 ]] && crd_flag=(--apply-crd)
         load "$name" "${crd_flag[@]}" --namespace "measure-$n" --namespaces "$spread" \
             --configmaps "$n" --configmap-size 1Ki \
-            --ctjs "$n" --objects-per-ctj "$m" --changes 100 --rate 10 --create-concurrency 64 \
+            --ctjs "$n" --objects-per-ctj "$m" --changes 100 --rate "$TABLE_RATE" --create-concurrency 64 \
             --observe-timeout 1800
         sleep 5
         requests_json >"$OUT/$name.requests.before.json"
@@ -320,6 +324,44 @@ if has table; then
         sample "$name.rest.after"
         curl -sf "$METRICS_URL" | awk '/^changejob_metadata_watches\{scope="namespace"\}/ {print "'"$name"'.watches.namespace", $2}
             /^changejob_metadata_watches\{scope="cluster"\}/ {print "'"$name"'.watches.cluster", $2}' >>"$RESULTS"
+        # Failover: a standby replica, then kill -9 of the leader. The standby takes the Lease
+        # when it expires (leaseDuration 15 s) and makes its first pass from nothing.
+        standby_port=$(free_port)
+        "$BIN" run --webhook-enabled=false --metrics-secure=false \
+            --metrics-bind-address "127.0.0.1:$standby_port" --leader-election=true \
+            --operator-namespace kube-changejob-system --pod-name measure-standby \
+            --api-qps "$QPS" --api-burst "$BURST" >"$OUT/$name.standby.log" 2>&1 &
+        standby_pid=$!
+        PIDS+=("$standby_pid")
+        sleep 3
+        requests_json >"$OUT/$name.failover.before.json"
+        log "table: kill -9 of the leader (pid $OP_PID)"
+        kill -9 "$OP_PID" 2>/dev/null || true
+        wait "$OP_PID" 2>/dev/null || true
+        killed=$(now_ms)
+        led=""
+        for _ in $(seq 600); do
+            if curl -sf "http://127.0.0.1:$standby_port/metrics" 2>/dev/null | grep -q '^changejob_leader 1'; then
+                led=$(now_ms)
+                break
+            fi
+            sleep 0.1
+        done
+        put "$name.failover.lead_ms" "$(( ${led:-$killed} - killed ))"
+        # Its first pass: every CTJ reconciled once.
+        first_pass=""
+        for _ in $(seq 1800); do
+            done_count=$(curl -sf "http://127.0.0.1:$standby_port/metrics" 2>/dev/null |
+                awk '/^changejob_reconciles_total/ {s += $2} END {print s + 0}' || true)
+            if [[ ${done_count:-0} -ge $n ]]; then
+                first_pass=$(now_ms)
+                break
+            fi
+            sleep 0.1
+        done
+        put "$name.failover.pass_ms" "$(( ${first_pass:-$killed} - killed ))"
+        requests_json >"$OUT/$name.failover.after.json"
+        OP_PID=$standby_pid
         python3 - "$OUT" "$name" "$n" "$m" "$TICKS" "$spread" >>"$TABLE" <<'PY'
 import json, os, sys
 out, name, n, m, ticks, spread = sys.argv[1:7]
@@ -342,8 +384,14 @@ rss = float(r[f"{name}.rest.after.rss"]) / 1024
 p50, p99 = lat.get("p50_ms"), lat.get("p99_ms")
 fmt = lambda ms: "—" if ms is None else f"{ms / 1000:.2f} s"
 watches = f"{r.get(f'{name}.watches.namespace', '?')} / {r.get(f'{name}.watches.cluster', '?')}"
+fo_before = json.load(open(os.path.join(out, f"{name}.failover.before.json")))
+fo_after = json.load(open(os.path.join(out, f"{name}.failover.after.json")))
+fo = {k: fo_after.get(k, 0) - fo_before.get(k, 0) for k in fo_after}
+fo = ", ".join(f"{k} {v:.0f}" for k, v in sorted(fo.items()) if v > 0) or "none"
+failover = (f"{float(r[f'{name}.failover.lead_ms']) / 1000:.1f} s / "
+            f"{float(r[f'{name}.failover.pass_ms']) / 1000:.1f} s / {fo}")
 print(f"| {int(n):,} × {m} | {int(spread):,} | {fmt(p50)} / {fmt(p99)} | {60 * total / secs:.1f} ({what}) | {rss:.0f} MiB | "
-      f"{60 * cpu / secs:.3f} CPU-s/min | {d.get('time_to_observe_all_s')} s | {watches} |")
+      f"{60 * cpu / secs:.3f} CPU-s/min | {d.get('time_to_observe_all_s')} s | {watches} | {failover} |")
 PY
         stop_stack "$name"
         if [[ $REAL == 1 ]]; then
