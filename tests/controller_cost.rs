@@ -198,16 +198,19 @@ async fn past_the_threshold_a_kind_is_watched_cluster_wide() {
     assert!(h.jobs("ctj-1").is_empty());
 }
 
+/// The LIST that starts a cluster-wide ConfigMap watch.
+fn cluster_wide_configmap_list() -> Matcher {
+    Matcher::any()
+        .verb(Verb::List)
+        .resource("configmaps")
+        .cluster_scope()
+}
+
 #[tokio::test(start_paused = true)]
 async fn without_cluster_wide_list_rights_each_namespace_keeps_its_watch() {
     let h = Harness::start_with(|s| s.cluster_watch_threshold = 2).await;
-    h.fake.fail_always(
-        Matcher::any()
-            .verb(Verb::List)
-            .resource("configmaps")
-            .cluster_scope(),
-        FakeError::forbidden(),
-    );
+    h.fake
+        .fail_always(cluster_wide_configmap_list(), FakeError::forbidden());
     spread_over(&h, 4).await;
     h.wait(3 * SEC).await;
     assert_eq!(configmap_watches(&h, false), 4, "one watch per namespace");
@@ -291,14 +294,8 @@ async fn while_the_cluster_wide_watch_is_down_its_namespaces_are_read_on_a_timer
 async fn a_cluster_wide_watch_denied_for_a_moment_is_tried_again_later() {
     let h = Harness::start_with(|s| s.cluster_watch_threshold = 2).await;
     // An API server whose RBAC caches are still loading denies the first attempt.
-    h.fake.fail_times(
-        Matcher::any()
-            .verb(Verb::List)
-            .resource("configmaps")
-            .cluster_scope(),
-        FakeError::forbidden(),
-        1,
-    );
+    h.fake
+        .fail_times(cluster_wide_configmap_list(), FakeError::forbidden(), 1);
     spread_over(&h, 4).await;
     h.wait(3 * SEC).await;
     assert_eq!(configmap_watches(&h, true), 0, "denied at first");
