@@ -33,7 +33,8 @@ async fn resync_of_an_unchanged_ctj_makes_no_request_and_writes_nothing() {
     h.fake.clear_requests();
     let before = unchanged_resyncs(&h);
 
-    h.wait(35 * SEC).await;
+    // Three poll intervals, each up to one resync slot (2.5 s here) longer.
+    h.wait(40 * SEC).await;
     let requests: Vec<_> = h
         .fake
         .requests()

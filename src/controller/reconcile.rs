@@ -46,7 +46,7 @@ pub async fn reconcile(
     let metrics = ctx.shared.metrics.clone();
     if resync_unchanged(ctj, &ctx) {
         metrics.reconciles.with_label_values(&["unchanged"]).inc();
-        return Ok(Action::requeue(ctx.shared.settings.poll_interval));
+        return Ok(Action::requeue(next_resync(&ctx)));
     }
     let started = Instant::now();
     let result = reconcile_ctj(ctj, &ctx, started).await;
@@ -262,6 +262,21 @@ fn next_visit(round: &Round<'_>, decision: &Decision) -> Action {
                 .unwrap_or(Duration::ZERO);
             Action::requeue((wait + Duration::from_millis(50)).min(poll))
         }
-        _ => Action::requeue(poll),
+        _ => Action::requeue(resync::resync_after(poll, since_epoch(&shared.clock))),
     }
+}
+
+/// The time since the Unix epoch by the operator's clock (zero before it): a fixed origin for
+/// the resync slots, the same on every replica.
+fn since_epoch(clock: &super::Clock) -> Duration {
+    let ms = clock().as_millisecond();
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// When a settled CTJ resyncs next (see `detect::resync::resync_after`).
+fn next_resync(ctx: &Context) -> Duration {
+    resync::resync_after(
+        ctx.shared.settings.poll_interval,
+        since_epoch(&ctx.shared.clock),
+    )
 }
