@@ -235,12 +235,7 @@ async fn served_cluster_wide() -> Harness {
 async fn a_cluster_wide_watch_comes_back_quickly_after_an_outage() {
     let h = served_cluster_wide().await;
     for (round, outage) in [4 * SEC, 25 * SEC].into_iter().enumerate() {
-        h.fake
-            .fail_always(Matcher::any(), FakeError::connection("connection refused"));
-        h.fake.close_watches();
-        h.wait(outage).await;
-        h.fake.compact();
-        h.fake.clear_faults();
+        h.refuse_connections_for(outage).await;
         h.fake.put(&configmap(
             "ns-2",
             "settings",

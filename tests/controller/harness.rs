@@ -25,7 +25,7 @@ use kube_changejob::controller::{self, Clock, Dependencies};
 use kube_changejob::discovery::DiscoveryCache;
 use kube_changejob::metrics::Metrics;
 
-use crate::support::fake_api::FakeApi;
+use crate::support::fake_api::{FakeApi, FakeError, Matcher};
 
 pub const NS: &str = "default";
 pub const OPERATOR_NS: &str = "kube-changejob-system";
@@ -231,6 +231,17 @@ impl Harness {
     }
 
     /// Lets `d` of tokio time pass (reconciles run meanwhile).
+    /// The API server refuses every connection for `outage`, then comes back with an empty
+    /// watch history (as after a control-plane restart); every open watch is dropped.
+    pub async fn refuse_connections_for(&self, outage: Duration) {
+        self.fake
+            .fail_always(Matcher::any(), FakeError::connection("connection refused"));
+        self.fake.close_watches();
+        self.wait(outage).await;
+        self.fake.compact();
+        self.fake.clear_faults();
+    }
+
     pub async fn wait(&self, d: Duration) {
         tokio::time::sleep(d).await;
     }

@@ -67,13 +67,7 @@ async fn refused_connections_then_a_change_gets_its_job_within_the_target() {
     let h = watching("outage", "outage-config").await;
     for outage in [4 * SEC, 25 * SEC] {
         let jobs = h.jobs("outage").len();
-        h.fake
-            .fail_always(Matcher::any(), FakeError::connection("connection refused"));
-        h.fake.close_watches();
-        h.wait(outage).await;
-        // The API server is back (its /readyz would say ok now) and empty of watch history.
-        h.fake.compact();
-        h.fake.clear_faults();
+        h.refuse_connections_for(outage).await;
         h.put_configmap("outage-config", &[("k", &format!("after {outage:?}"))]);
         let took = h.expect_jobs("outage", jobs + 1, TARGET).await;
         eprintln!("{outage:?} of refused connections: Job {took:?} after the change");
