@@ -93,7 +93,7 @@ impl Shared {
         clock: super::Clock,
     ) -> Self {
         Shared {
-            primer: super::prime::Primer::new(client.clone()),
+            primer: super::prime::Primer::new(client.clone(), hub.clone()),
             client,
             discovery,
             metrics,

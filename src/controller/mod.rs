@@ -180,10 +180,12 @@ async fn run_term(deps: Dependencies, term: CancellationToken) {
         controllers.push(future);
     }
     shared.primer.use_stores(stores.clone());
+    let resyncs = resync_parked(shared.clone(), stores.clone(), term.clone());
     let sweep = sweep_deleted(shared.clone(), stores, term.clone());
     tokio::select! {
         _ = futures::future::join_all(controllers) => {}
         () = sweep => {}
+        () = resyncs => {}
     }
 }
 
@@ -300,6 +302,27 @@ fn controlling_ctj(job: &Job) -> Option<CtjRef> {
         .flatten()
         .find(|o| o.controller == Some(true) && o.kind == crate::api::KIND)
         .map(|o| CtjRef::new(&o.name).within(namespace))
+}
+
+/// The safety resyncs of parked ChangeTriggeredJobs (see `settled`): on every resync slot
+/// boundary, those due are checked from memory, and woken for a full round if something
+/// they depend on moved.
+async fn resync_parked(
+    shared: Arc<Shared>,
+    stores: Vec<Store<GuardedCtj>>,
+    term: CancellationToken,
+) {
+    loop {
+        let wait = crate::detect::resync::until_next_slot(
+            shared.settings.poll_interval,
+            reconcile::since_epoch(&shared.clock),
+        );
+        tokio::select! {
+            () = term.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        reconcile::resync_parked(&shared, &stores);
+    }
 }
 
 /// Drops the watch interest of ChangeTriggeredJobs that were deleted (a deleted object is not

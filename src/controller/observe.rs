@@ -8,7 +8,7 @@ use futures::StreamExt;
 use kube::api::{Api, DynamicObject};
 
 use super::context::Shared;
-use super::prime::Primed;
+use super::prime::{Primed, Read};
 use super::round::Round;
 use super::watches::{ObjectKey, Seen, SetKey, StreamKey};
 use crate::api::ResourceReference;
@@ -209,25 +209,32 @@ async fn observe_object(
         }
         None => {}
     }
-    if watchable(&info.verbs)
-        && let Some(primed) = shared.primer.take(key, fields, &shared.key).await
-    {
-        // The LIST is as fresh as a GET unless the watch has reported a newer version since.
-        match (primed, shared.hub.seen(key)) {
-            (Primed::Found(rv, fp), None) => {
+    if watchable(&info.verbs) {
+        if let Some(primed) = shared.primer.take(key, fields, &shared.key).await
+            && let Some(observation) = fresh(shared, key, fields, primed)
+        {
+            return (observation, None);
+        }
+        match shared.primer.read(key, fields, &shared.key).await {
+            Read::Listed(primed) => {
+                if let Some(observation) = fresh(shared, key, fields, primed) {
+                    return (observation, None);
+                }
+            }
+            Read::Got(Primed::Found(rv, fp)) => {
                 shared
                     .hub
                     .remember_fingerprint(key, fields, key_id, &rv, &fp);
                 return (Observation::Found(fp), None);
             }
-            (Primed::Found(rv, fp), Some(Seen::Present(now))) if now == rv => {
-                shared
-                    .hub
-                    .remember_fingerprint(key, fields, key_id, &rv, &fp);
-                return (Observation::Found(fp), None);
+            Read::Got(Primed::Missing) => return (Observation::Missing, None),
+            Read::Failed(e) => {
+                return (
+                    Observation::Unavailable,
+                    Some(read_failure(index, object, info, "get", &e)),
+                );
             }
-            (Primed::Missing, None | Some(Seen::Absent)) => return (Observation::Missing, None),
-            _ => {}
+            Read::Alone => {}
         }
     }
     let api: Api<DynamicObject> = match &object.namespace {
@@ -265,6 +272,32 @@ async fn observe_object(
             Observation::Unavailable,
             Some(read_failure(index, object, info, "get", &e)),
         ),
+    }
+}
+
+/// What a LIST showed of an object, unless the watch has reported a newer version since (a
+/// LIST is as fresh as a GET otherwise).
+fn fresh(
+    shared: &Shared,
+    key: &ObjectKey,
+    fields: &[String],
+    primed: Primed,
+) -> Option<Observation> {
+    match (primed, shared.hub.seen(key)) {
+        (Primed::Found(rv, fp), None) => {
+            shared
+                .hub
+                .remember_fingerprint(key, fields, shared.key.id(), &rv, &fp);
+            Some(Observation::Found(fp))
+        }
+        (Primed::Found(rv, fp), Some(Seen::Present(now))) if now == rv => {
+            shared
+                .hub
+                .remember_fingerprint(key, fields, shared.key.id(), &rv, &fp);
+            Some(Observation::Found(fp))
+        }
+        (Primed::Missing, None | Some(Seen::Absent)) => Some(Observation::Missing),
+        _ => None,
     }
 }
 

@@ -13,10 +13,10 @@ use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::TypeMeta;
 use kube::runtime::reflector::Store;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, oneshot};
 use tracing::debug;
 
-use super::watches::{ObjectKey, StreamKey};
+use super::watches::{ObjectKey, Seen, StreamKey, WatchHub};
 use crate::api::ChangeTriggeredJob;
 use crate::detect::fingerprint::{Fingerprint, FingerprintKey};
 use crate::detect::select::Selection;
@@ -35,77 +35,322 @@ pub enum Primed {
     Missing,
 }
 
-type Wanted = (String, Vec<String>);
-
-/// The listed fingerprints of one stream, handed out once per CTJ that asked for them.
-struct Listed {
-    /// (name, fields) → (CTJs that still have to take it, what the LIST showed).
-    entries: Mutex<HashMap<Wanted, (usize, Primed)>>,
+/// The answer to a read that the term's first LIST did not cover.
+#[derive(Debug)]
+pub enum Read {
+    /// A LIST made for a batch of reads showed this; as with the first LIST, the watch may
+    /// have seen a newer version since.
+    Listed(Primed),
+    /// A GET made for this read (and any other read of the same object meanwhile) returned
+    /// this.
+    Got(Primed),
+    /// That GET failed.
+    Failed(kube::Error),
+    /// Read it alone (the batch could not answer it).
+    Alone,
 }
 
-/// First-observation LISTs of one leadership term.
+type Wanted = (String, Vec<String>);
+
+/// (name, fields) → (CTJs that still have to take it, what a LIST showed).
+type Entries = HashMap<Wanted, (usize, Primed)>;
+
+/// Reads of one stream waiting for the next batch.
+#[derive(Default)]
+struct Batch {
+    waiting: Vec<Waiter>,
+    /// A task is answering batches of this stream.
+    running: bool,
+}
+
+struct Waiter {
+    wanted: Wanted,
+    reply: oneshot::Sender<Read>,
+}
+
+/// What the primer holds for one stream.
+#[derive(Default)]
+struct StreamPrime {
+    /// Done once the term's first LIST has run (or failed).
+    first: OnceCell<()>,
+    /// Listed fingerprints not yet taken.
+    entries: Mutex<Entries>,
+    batch: Mutex<Batch>,
+}
+
+/// First-observation LISTs of one leadership term, and the batching of the reads they did
+/// not cover.
+///
+/// A read the first LIST did not answer (a CTJ created later, an object that moved) joins
+/// its stream's batch. One task answers a stream's batches one after the other, so the reads
+/// that arrive while one batch is under way (waiting on the client's rate limit, say) form
+/// the next: it GETs each object once, however many CTJs asked for it, or, when the CTJs
+/// still to be observed want more of the stream's objects than a LIST has pages, LISTs the
+/// stream and keeps what those CTJs want for them. Either way, a burst of new CTJs costs
+/// about a page per batch instead of a GET per object.
+#[derive(Clone)]
 pub struct Primer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     client: Client,
+    hub: WatchHub,
     ctjs: OnceLock<Vec<Store<super::GuardedCtj>>>,
-    streams: Mutex<HashMap<StreamKey, Arc<OnceCell<Option<Listed>>>>>,
+    streams: Mutex<HashMap<StreamKey, Arc<StreamPrime>>>,
 }
 
 impl Primer {
-    /// A primer that lists through `client`.
-    pub fn new(client: Client) -> Self {
+    /// A primer that lists through `client` and asks `hub` how big a stream is.
+    pub fn new(client: Client, hub: WatchHub) -> Self {
         Primer {
-            client,
-            ctjs: OnceLock::new(),
-            streams: Mutex::default(),
+            inner: Arc::new(Inner {
+                client,
+                hub,
+                ctjs: OnceLock::new(),
+                streams: Mutex::default(),
+            }),
         }
     }
 
     /// The informer stores whose CTJs say which objects and fields a LIST should fingerprint.
     pub fn use_stores(&self, stores: Vec<Store<super::GuardedCtj>>) {
-        let _ = self.ctjs.set(stores);
+        let _ = self.inner.ctjs.set(stores);
     }
 
     /// What the first LIST of `key`'s stream showed of it, for `fields`; `None` when the LIST
-    /// did not cover it (or failed): read it by GET.
+    /// did not cover it (or failed): [`Primer::read`] it.
     pub async fn take(
         &self,
         key: &ObjectKey,
         fields: &[String],
         fingerprints: &FingerprintKey,
     ) -> Option<Primed> {
-        let cell = {
-            let mut streams = self.streams.lock().ok()?;
-            streams.entry(key.stream.clone()).or_default().clone()
-        };
-        let listed = cell
-            .get_or_init(|| self.list(&key.stream, fingerprints))
-            .await
-            .as_ref()?;
-        let mut entries = listed.entries.lock().ok()?;
-        let wanted = (key.name.clone(), fields.to_vec());
-        let (remaining, primed) = entries.get_mut(&wanted)?;
-        *remaining = remaining.saturating_sub(1);
-        let primed = primed.clone();
-        if *remaining == 0 {
-            entries.remove(&wanted);
-        }
-        Some(primed)
+        let prime = self.inner.stream(&key.stream)?;
+        prime
+            .first
+            .get_or_init(|| async {
+                let wanted = self.inner.wanted(&key.stream, None).await;
+                if let Some(listed) = self.inner.list(&key.stream, wanted, fingerprints).await
+                    && let Ok(mut entries) = prime.entries.lock()
+                {
+                    entries.extend(listed);
+                }
+            })
+            .await;
+        take_entry(&prime, &(key.name.clone(), fields.to_vec()))
     }
 
-    /// Which (name, fields) of `stream` the CTJs in the stores watch, with how many CTJs each.
-    async fn wanted(&self, stream: &StreamKey) -> HashMap<Wanted, usize> {
-        let mut wanted = HashMap::new();
-        let Some(stores) = self.ctjs.get() else {
-            return wanted;
+    /// Reads `key` for `fields` in its stream's next batch.
+    pub async fn read(
+        &self,
+        key: &ObjectKey,
+        fields: &[String],
+        fingerprints: &FingerprintKey,
+    ) -> Read {
+        let Some(prime) = self.inner.stream(&key.stream) else {
+            return Read::Alone;
         };
+        let (reply, answer) = oneshot::channel();
+        let start = {
+            let Ok(mut batch) = prime.batch.lock() else {
+                return Read::Alone;
+            };
+            batch.waiting.push(Waiter {
+                wanted: (key.name.clone(), fields.to_vec()),
+                reply,
+            });
+            !std::mem::replace(&mut batch.running, true)
+        };
+        if start {
+            let inner = self.inner.clone();
+            let stream = key.stream.clone();
+            let fingerprints = fingerprints.clone();
+            tokio::spawn(async move { inner.answer_batches(stream, prime, fingerprints).await });
+        }
+        answer.await.unwrap_or(Read::Alone)
+    }
+}
+
+/// Takes one CTJ's share of a listed entry.
+fn take_entry(prime: &StreamPrime, wanted: &Wanted) -> Option<Primed> {
+    let mut entries = prime.entries.lock().ok()?;
+    let (remaining, primed) = entries.get_mut(wanted)?;
+    *remaining = remaining.saturating_sub(1);
+    let primed = primed.clone();
+    if *remaining == 0 {
+        entries.remove(wanted);
+    }
+    Some(primed)
+}
+
+/// Marks a stream's batches unanswered if the task answering them ends early (it should
+/// not): the readers waiting then read alone, and the next read starts a new task.
+struct Answering {
+    prime: Arc<StreamPrime>,
+    done: bool,
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if let Ok(mut batch) = self.prime.batch.lock() {
+            batch.running = false;
+            for waiter in batch.waiting.drain(..) {
+                let _ = waiter.reply.send(Read::Alone);
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn stream(&self, stream: &StreamKey) -> Option<Arc<StreamPrime>> {
+        let mut streams = self.streams.lock().ok()?;
+        Some(streams.entry(stream.clone()).or_default().clone())
+    }
+
+    /// Answers `stream`'s batches until no read is waiting.
+    async fn answer_batches(
+        &self,
+        stream: StreamKey,
+        prime: Arc<StreamPrime>,
+        fingerprints: FingerprintKey,
+    ) {
+        let mut guard = Answering {
+            prime: prime.clone(),
+            done: false,
+        };
+        loop {
+            let waiting = {
+                let Ok(mut batch) = prime.batch.lock() else {
+                    return;
+                };
+                if batch.waiting.is_empty() {
+                    batch.running = false;
+                    guard.done = true;
+                    return;
+                }
+                std::mem::take(&mut batch.waiting)
+            };
+            let waiting = match self.list_for(&stream, &prime, waiting, &fingerprints).await {
+                Ok(()) => continue,
+                Err(waiting) => waiting,
+            };
+            self.get_each(&stream, waiting, &fingerprints).await;
+        }
+    }
+
+    /// Answers `waiting` from one LIST of `stream` when the CTJs still to be observed want
+    /// more of its objects than the LIST has pages; hands them back otherwise.
+    async fn list_for(
+        &self,
+        stream: &StreamKey,
+        prime: &StreamPrime,
+        waiting: Vec<Waiter>,
+        fingerprints: &FingerprintKey,
+    ) -> Result<(), Vec<Waiter>> {
+        let Some(len) = self.hub.stream_len(stream) else {
+            return Err(waiting);
+        };
+        let pages = len.div_ceil(PAGE_SIZE as usize).max(1);
+        let asked: HashSet<&str> = waiting.iter().map(|w| w.wanted.0.as_str()).collect();
+        let asked = asked.len();
+        // CTJs in the stores that have not declared their objects yet: a burst of new ones.
+        let undeclared = self
+            .stores()
+            .iter()
+            .map(Store::len)
+            .sum::<usize>()
+            .saturating_sub(self.hub.declared_ctjs());
+        if asked <= pages && undeclared <= pages {
+            return Err(waiting);
+        }
+        let mut wanted = self.wanted(stream, Some(fingerprints)).await;
+        if let Ok(entries) = prime.entries.lock() {
+            wanted.retain(|w, _| !entries.contains_key(w));
+        }
+        for waiter in &waiting {
+            wanted.entry(waiter.wanted.clone()).or_insert(1);
+        }
+        let names: HashSet<&str> = wanted.keys().map(|(name, _)| name.as_str()).collect();
+        if names.len() <= pages {
+            return Err(waiting);
+        }
+        let Some(mut listed) = self.list(stream, wanted, fingerprints).await else {
+            return Err(waiting);
+        };
+        for waiter in waiting {
+            let answer = match listed.get_mut(&waiter.wanted) {
+                Some((remaining, primed)) => {
+                    *remaining = remaining.saturating_sub(1);
+                    Read::Listed(primed.clone())
+                }
+                None => Read::Alone,
+            };
+            let _ = waiter.reply.send(answer);
+        }
+        listed.retain(|_, (remaining, _)| *remaining > 0);
+        if let Ok(mut entries) = prime.entries.lock() {
+            entries.extend(listed);
+        }
+        Ok(())
+    }
+
+    /// Answers `waiting` with one GET per object.
+    async fn get_each(
+        &self,
+        stream: &StreamKey,
+        waiting: Vec<Waiter>,
+        fingerprints: &FingerprintKey,
+    ) {
+        let resource = stream.api_resource();
+        let api: Api<DynamicObject> = match &stream.namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
+            None => Api::all_with(self.client.clone(), &resource),
+        };
+        let mut by_name: HashMap<String, Vec<Waiter>> = HashMap::new();
+        for waiter in waiting {
+            by_name
+                .entry(waiter.wanted.0.clone())
+                .or_default()
+                .push(waiter);
+        }
+        let reads = by_name.into_iter().map(|(name, waiters)| {
+            let api = api.clone();
+            async move {
+                let result = api.get_opt(&name).await;
+                answer_from_get(result, waiters, fingerprints);
+            }
+        });
+        futures::future::join_all(reads).await;
+    }
+
+    fn stores(&self) -> &[Store<super::GuardedCtj>] {
+        self.ctjs.get().map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// Which (name, fields) of `stream` the CTJs in the stores watch, with how many CTJs each;
+    /// with `unread`, only those the watch hub has no fingerprint of (under that key) at the
+    /// version it saw.
+    async fn wanted(
+        &self,
+        stream: &StreamKey,
+        unread: Option<&FingerprintKey>,
+    ) -> HashMap<Wanted, usize> {
+        let mut wanted = HashMap::new();
         let api_version = stream.api_resource().api_version;
-        for store in stores {
+        for store in self.stores() {
             if store.wait_until_ready().await.is_err() {
                 continue;
             }
             for guarded in store.state() {
                 let Ok(ctj) = &guarded.0 else { continue };
                 for object in watched_in(ctj, stream, &api_version) {
+                    if unread.is_some_and(|key| self.hub_knows(stream, &object, key)) {
+                        continue;
+                    }
                     *wanted.entry((object.name, object.fields)).or_insert(0) += 1;
                 }
             }
@@ -113,8 +358,34 @@ impl Primer {
         wanted
     }
 
-    async fn list(&self, stream: &StreamKey, fingerprints: &FingerprintKey) -> Option<Listed> {
-        let wanted = self.wanted(stream).await;
+    /// Whether the hub already has `object`'s fingerprint at the version its watch saw.
+    fn hub_knows(
+        &self,
+        stream: &StreamKey,
+        object: &WatchedObject,
+        fingerprints: &FingerprintKey,
+    ) -> bool {
+        let key = ObjectKey {
+            stream: stream.clone(),
+            name: object.name.clone(),
+        };
+        match self.hub.seen(&key) {
+            Some(Seen::Present(rv)) => self
+                .hub
+                .cached_fingerprint(&key, &object.fields, fingerprints.id(), &rv)
+                .is_some(),
+            _ => false,
+        }
+    }
+
+    /// Lists `stream` page by page and fingerprints what `wanted` names; `None` if the LIST
+    /// failed or nothing is wanted.
+    async fn list(
+        &self,
+        stream: &StreamKey,
+        wanted: HashMap<Wanted, usize>,
+        fingerprints: &FingerprintKey,
+    ) -> Option<Entries> {
         if wanted.is_empty() {
             return None;
         }
@@ -133,7 +404,7 @@ impl Primer {
                 Ok(page) => page,
                 Err(error) => {
                     debug!(kind = %stream.kind, namespace = ?stream.namespace, %error,
-                        "first-observation LIST failed; reading objects one by one");
+                        "observation LIST failed; reading objects one by one");
                     return None;
                 }
             };
@@ -172,9 +443,39 @@ impl Primer {
                 entries.insert(wanted, (ctjs, Primed::Missing));
             }
         }
-        Some(Listed {
-            entries: Mutex::new(entries),
-        })
+        Some(entries)
+    }
+}
+
+/// Answers the readers of one object from its GET: the first reader gets a failure, the
+/// others read alone (a failure cannot be shared).
+fn answer_from_get(
+    result: Result<Option<DynamicObject>, kube::Error>,
+    waiters: Vec<Waiter>,
+    fingerprints: &FingerprintKey,
+) {
+    match result {
+        Ok(found) => {
+            for waiter in waiters {
+                let answer = match &found {
+                    None => Read::Got(Primed::Missing),
+                    Some(object) => match fingerprint(object, &waiter.wanted.1, fingerprints) {
+                        Some(primed) => Read::Got(primed),
+                        None => Read::Alone,
+                    },
+                };
+                let _ = waiter.reply.send(answer);
+            }
+        }
+        Err(error) => {
+            let mut waiters = waiters.into_iter();
+            if let Some(first) = waiters.next() {
+                let _ = first.reply.send(Read::Failed(error));
+            }
+            for waiter in waiters {
+                let _ = waiter.reply.send(Read::Alone);
+            }
+        }
     }
 }
 

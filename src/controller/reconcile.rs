@@ -8,6 +8,7 @@ use std::time::Duration;
 use kube::ResourceExt;
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::Store;
 use tokio::time::Instant;
 use tracing::warn;
 
@@ -46,7 +47,19 @@ pub async fn reconcile(
     let metrics = ctx.shared.metrics.clone();
     if resync_unchanged(ctj, &ctx) {
         metrics.reconciles.with_label_values(&["unchanged"]).inc();
-        return Ok(Action::requeue(next_resync(&ctx)));
+        // Parked: the resync sweep checks it from here on, with no reconcile of its own,
+        // until something it depends on moves.
+        let wait = next_resync(&ctx);
+        if let Some(watch_ref) = watch_ref_of(ctj)
+            && ctx
+                .shared
+                .hub
+                .settled()
+                .park(&watch_ref, Instant::now() + wait)
+        {
+            return Ok(Action::await_change());
+        }
+        return Ok(Action::requeue(wait));
     }
     let started = Instant::now();
     let result = reconcile_ctj(ctj, &ctx, started).await;
@@ -70,16 +83,58 @@ pub async fn reconcile(
 /// each of its objects is still followed by a synced watch (while one is down, rounds read the
 /// objects again).
 fn resync_unchanged(ctj: &ChangeTriggeredJob, ctx: &Context) -> bool {
-    let (Some(namespace), Some(resource_version)) =
-        (&ctj.metadata.namespace, &ctj.metadata.resource_version)
+    let (Some(watch_ref), Some(resource_version)) =
+        (watch_ref_of(ctj), &ctj.metadata.resource_version)
     else {
         return false;
     };
     let hub = &ctx.shared.hub;
-    let watch_ref = super::watches::CtjRef::new(&ctj.name_any()).within(namespace);
     hub.settled().unchanged(&watch_ref, resource_version)
         && hub.fully_watched(&watch_ref, ctj.spec.resources.len())
 }
+
+fn watch_ref_of(ctj: &ChangeTriggeredJob) -> Option<super::watches::CtjRef> {
+    let namespace = ctj.metadata.namespace.as_deref()?;
+    Some(super::watches::CtjRef::new(&ctj.name_any()).within(namespace))
+}
+
+/// Checks the parked CTJs whose resync is due (see `settled`): one still unchanged is parked
+/// again until its next resync, the others are woken for a full round.
+pub fn resync_parked(shared: &super::context::Shared, stores: &[Store<GuardedCtj>]) {
+    let hub = &shared.hub;
+    let now = Instant::now();
+    let mut unchanged = 0u64;
+    for watch_ref in hub.settled().due(now) {
+        let still = stores.iter().find_map(|s| s.get(&watch_ref));
+        let Some(guarded) = still else {
+            // Deleted: the deletion sweep forgets it.
+            hub.settled().forget(&watch_ref);
+            continue;
+        };
+        let settled = match &guarded.0 {
+            Ok(ctj) => ctj.metadata.resource_version.as_deref().is_some_and(|rv| {
+                hub.settled().unchanged(&watch_ref, rv)
+                    && hub.fully_watched(&watch_ref, ctj.spec.resources.len())
+            }),
+            Err(_) => false,
+        };
+        if settled {
+            let wait =
+                resync::resync_after(shared.settings.poll_interval, since_epoch(&shared.clock));
+            hub.settled().park(&watch_ref, now + wait);
+            unchanged += 1;
+        } else {
+            hub.wake(&watch_ref);
+        }
+    }
+    shared
+        .metrics
+        .reconciles
+        .with_label_values(&["unchanged"])
+        .inc_by(unchanged);
+}
+
+type GuardedCtj = DeserializeGuard<ChangeTriggeredJob>;
 
 /// What the error policy does after a failed reconcile: retry with capped exponential
 /// backoff.
@@ -268,7 +323,7 @@ fn next_visit(round: &Round<'_>, decision: &Decision) -> Action {
 
 /// The time since the Unix epoch by the operator's clock (zero before it): a fixed origin for
 /// the resync slots, the same on every replica.
-fn since_epoch(clock: &super::Clock) -> Duration {
+pub(super) fn since_epoch(clock: &super::Clock) -> Duration {
     let ms = clock().as_millisecond();
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }

@@ -29,6 +29,7 @@ use kube::core::error_boundary::DeserializeGuard;
 use kube::core::{ApiResource, PartialObjectMeta};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event, watcher};
+use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
@@ -202,6 +203,8 @@ pub struct WatchHub {
     /// Namespaces per kind past which the kind is watched cluster-wide (`None`: never).
     cluster_threshold: Option<usize>,
     rate: RequestRate,
+    /// Told when a stream breaks, so the re-observe loop sleeps while none is broken.
+    broke: Arc<Notify>,
 }
 
 /// What bounds the reads and retries while watches are broken.
@@ -223,6 +226,7 @@ impl WatchHub {
             shutdown,
             relist_interval: None,
             cluster_threshold: None,
+            broke: Arc::default(),
             rate: RequestRate {
                 qps: crate::config::Settings::default().api_qps,
                 poll_interval: crate::config::Settings::default().poll_interval,
@@ -256,6 +260,14 @@ impl WatchHub {
     pub async fn reobserve_while_broken(self) {
         loop {
             let (ctjs, reads) = self.behind_broken_streams();
+            if ctjs.is_empty() && !self.any_broken() {
+                // Nothing to re-observe: sleep until a stream breaks (a permit left by one
+                // that broke since the check above wakes this at once).
+                tokio::select! {
+                    () = self.shutdown.cancelled() => return,
+                    () = self.broke.notified() => {}
+                }
+            }
             let wait = if ctjs.is_empty() {
                 REOBSERVE_INTERVAL
             } else {
@@ -281,6 +293,24 @@ impl WatchHub {
                 self.routes.wake(ctj);
             }
         }
+    }
+
+    /// Whether some stream is broken.
+    fn any_broken(&self) -> bool {
+        self.state
+            .lock()
+            .map(|s| s.streams.values().any(|s| s.broken))
+            .unwrap_or(true)
+    }
+
+    /// Tells the re-observe loop that a stream broke.
+    fn note_broken(&self) {
+        self.broke.notify_one();
+    }
+
+    /// Wakes `ctj` for a full round.
+    pub fn wake(&self, ctj: &CtjRef) {
+        self.routes.wake(ctj);
     }
 
     /// The CTJs watching objects of broken streams, and how many (CTJ, object) reads that
@@ -520,6 +550,19 @@ impl WatchHub {
         self.state.lock().map(|s| s.streams.len()).unwrap_or(0)
     }
 
+    /// How many objects a synced stream has (`None` while it is not synced).
+    pub fn stream_len(&self, stream: &StreamKey) -> Option<usize> {
+        let state = self.state.lock().ok()?;
+        let stream = state.streams.get(stream).filter(|s| s.synced)?;
+        Some(stream.objects.len())
+    }
+
+    /// How many CTJs have declared named objects (a CTJ in an informer's store but not here
+    /// has not had its first round yet).
+    pub fn declared_ctjs(&self) -> usize {
+        self.state.lock().map(|s| s.per_ctj.len()).unwrap_or(0)
+    }
+
     /// What the hub knows of an object, if its stream is synced.
     pub fn seen(&self, key: &ObjectKey) -> Option<Seen> {
         let state = self.state.lock().ok()?;
@@ -618,6 +661,9 @@ impl WatchHub {
             if failure != WatchFailure::Expired {
                 s.broken = true;
             }
+        }
+        if failure != WatchFailure::Expired {
+            self.note_broken();
         }
     }
 

@@ -57,6 +57,14 @@ pub fn resync_after(poll: Duration, since_epoch: Duration) -> Duration {
     poll + Duration::from_millis(u64::try_from(rest).unwrap_or(0))
 }
 
+/// The wait until the next boundary of a resync slot (see [`resync_after`]), never zero: when
+/// the parked CTJs' resyncs come due.
+pub fn until_next_slot(poll: Duration, since_epoch: Duration) -> Duration {
+    let slot = RESYNC_SLOT.min(poll / 4).as_millis().max(1);
+    let rest = slot - since_epoch.as_millis() % slot;
+    Duration::from_millis(u64::try_from(rest).unwrap_or(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +83,23 @@ mod tests {
             if slot.as_millis() > 0 {
                 proptest::prop_assert_eq!((now + wait).as_millis() % slot.as_millis(), 0);
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// The sweep's next tick is within one slot, never now, and lands on a slot boundary,
+        /// so every resync `resync_after` schedules is met by a tick at its own moment.
+        #[test]
+        fn sweep_ticks_land_on_the_resync_boundaries(poll_ms in 4u64..600_000, now_ms in 0u64..10_000_000_000) {
+            let poll = Duration::from_millis(poll_ms);
+            let now = Duration::from_millis(now_ms);
+            let slot = RESYNC_SLOT.min(poll / 4);
+            let wait = until_next_slot(poll, now);
+            proptest::prop_assert!(wait > Duration::ZERO);
+            proptest::prop_assert!(wait <= slot);
+            proptest::prop_assert_eq!((now + wait).as_millis() % slot.as_millis(), 0);
+            let due = now + resync_after(poll, now);
+            proptest::prop_assert_eq!(due.as_millis() % slot.as_millis(), 0);
         }
     }
 

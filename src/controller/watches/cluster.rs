@@ -391,6 +391,9 @@ impl WatchHub {
                     }
                 }
             }
+            if failure != WatchFailure::Expired {
+                self.note_broken();
+            }
         }
     }
 
