@@ -14,7 +14,7 @@ use super::watch;
 const CRD_GROUP: &str = "apiextensions.k8s.io";
 const CRD_PLURAL: &str = "customresourcedefinitions";
 
-fn is_crd(key: &ObjectKey) -> bool {
+pub(crate) fn is_crd(key: &ObjectKey) -> bool {
     key.group == CRD_GROUP && key.plural == CRD_PLURAL
 }
 

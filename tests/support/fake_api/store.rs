@@ -1,7 +1,7 @@
 //! The server state behind one `FakeApi`: stored objects, the global resourceVersion counter,
 //! the retained change history, open watches, and the knobs tests turn.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -83,6 +83,10 @@ pub(crate) struct State {
     pub user: String,
     /// UIDs of objects removed since the garbage collector last ran.
     pub gc_queue: Vec<String>,
+    /// Stored objects with a deletionTimestamp (what the garbage collector may act on).
+    pub deleting: BTreeSet<ObjectKey>,
+    /// A CRD was written or removed since the CRD controller last ran.
+    pub crds_changed: bool,
     /// Types registered from stored CRDs, by CRD name.
     pub crd_types: BTreeMap<String, Vec<ResourceType>>,
 }
@@ -109,6 +113,8 @@ impl State {
             namespace_lifecycle: true,
             user: "system:serviceaccount:default:default".to_string(),
             gc_queue: Vec::new(),
+            deleting: BTreeSet::new(),
+            crds_changed: false,
             crd_types: BTreeMap::new(),
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -216,6 +222,7 @@ impl State {
                 managed,
             },
         );
+        self.track(&key, Some(&object));
         self.emit(Change {
             resource_version: rv,
             key,
@@ -241,6 +248,7 @@ impl State {
                 },
             )
             .map(|s| s.object);
+        self.track(&key, Some(&object));
         self.emit(Change {
             resource_version: rv,
             key,
@@ -255,6 +263,7 @@ impl State {
     /// queues its UID for garbage collection.
     pub fn remove(&mut self, key: &ObjectKey, last: Option<Value>) -> Option<Value> {
         let stored = self.objects.remove(key)?;
+        self.track(key, None);
         let rv = self.next_resource_version();
         let mut object = last.unwrap_or(stored.object);
         stored.managed.stamp(&mut object);
@@ -270,6 +279,19 @@ impl State {
             previous: None,
         });
         Some(object)
+    }
+
+    /// Keeps `deleting` and `crds_changed` up to date with a write of `key` (`None`: removed),
+    /// so the garbage collector after each request does nothing when nothing is pending.
+    fn track(&mut self, key: &ObjectKey, object: Option<&Value>) {
+        if object.is_some_and(super::commit::is_deleting) {
+            self.deleting.insert(key.clone());
+        } else {
+            self.deleting.remove(key);
+        }
+        if super::crds::is_crd(key) {
+            self.crds_changed = true;
+        }
     }
 
     fn emit(&mut self, change: Change) {
