@@ -104,6 +104,9 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 # utime + stime in clock ticks; the command name in field 2 may contain spaces.
 cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+# Nanoseconds on CPU, summed over the live threads (/proc/PID/task/*/schedstat): exact where
+# clock ticks (10 ms) are too coarse for a quiet minute.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d", s}'; }
 now_ms() { date +%s%3N; }
 
 # start_stack NAME: a fresh fake API server and operator; sets FAKE_URL, KUBECONFIG, OP_PID.
@@ -178,6 +181,7 @@ sample() {
     put "$1.rss" "$(rss_kib "$OP_PID")"
     put "$1.hwm" "$(hwm_kib "$OP_PID")"
     put "$1.cpu" "$(cpu_ticks "$OP_PID")"
+    put "$1.cpuns" "$(cpu_ns "$OP_PID")"
     put "$1.ms" "$(now_ms)"
     put "$1.reconciles" "$(curl -sf "$METRICS_URL" | awk '/^changejob_reconciles_total/ {s += $2} END {print s + 0}')"
 }
@@ -379,7 +383,10 @@ delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
 delta = {k: v for k, v in delta.items() if v > 0}
 total = sum(delta.values())
 what = ", ".join(f"{k} {60 * v / secs:.1f}" for k, v in sorted(delta.items())) or "none"
-cpu = (float(r[f"{name}.rest.after.cpu"]) - float(r[f"{name}.rest.before.cpu"])) / ticks
+if f"{name}.rest.after.cpuns" in r and f"{name}.rest.before.cpuns" in r:
+    cpu = (float(r[f"{name}.rest.after.cpuns"]) - float(r[f"{name}.rest.before.cpuns"])) / 1e9
+else:
+    cpu = (float(r[f"{name}.rest.after.cpu"]) - float(r[f"{name}.rest.before.cpu"])) / ticks
 rss = float(r[f"{name}.rest.after.rss"]) / 1024
 p50, p99 = lat.get("p50_ms"), lat.get("p99_ms")
 fmt = lambda ms: "—" if ms is None else f"{ms / 1000:.2f} s"

@@ -511,3 +511,81 @@ fn fingerprint(object: &DynamicObject, fields: &[String], key: &FingerprintKey) 
         key.fingerprint(&selection.select(&value)),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiter(name: &str, fields: &[&str]) -> (Waiter, oneshot::Receiver<Read>) {
+        let (reply, answer) = oneshot::channel();
+        let wanted = (
+            name.to_string(),
+            fields.iter().map(|f| (*f).to_string()).collect(),
+        );
+        (Waiter { wanted, reply }, answer)
+    }
+
+    fn config_map(data: &str) -> DynamicObject {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": "shop", "resourceVersion": "7"},
+            "data": {"mode": data},
+        }))
+        .unwrap_or_else(|e| panic!("config map: {e}"))
+    }
+
+    fn answer(mut answer: oneshot::Receiver<Read>) -> Read {
+        answer
+            .try_recv()
+            .unwrap_or_else(|e| panic!("no answer: {e}"))
+    }
+
+    #[test]
+    fn one_get_answers_every_reader_of_the_object_for_its_own_fields() {
+        let key = FingerprintKey::development();
+        let (whole, whole_answer) = waiter("settings", &[]);
+        let (data, data_answer) = waiter("settings", &["data"]);
+        answer_from_get(Ok(Some(config_map("fast"))), vec![whole, data], &key);
+        let (Read::Got(Primed::Found(rv_a, whole_fp)), Read::Got(Primed::Found(rv_b, data_fp))) =
+            (answer(whole_answer), answer(data_answer))
+        else {
+            panic!("both readers get the object");
+        };
+        assert_eq!((rv_a.as_str(), rv_b.as_str()), ("7", "7"));
+        assert_ne!(whole_fp, data_fp, "each reader's fields are fingerprinted");
+
+        // The same fields of an object with other data: another fingerprint.
+        let (again, again_answer) = waiter("settings", &["data"]);
+        answer_from_get(Ok(Some(config_map("slow"))), vec![again], &key);
+        let Read::Got(Primed::Found(_, other)) = answer(again_answer) else {
+            panic!("found");
+        };
+        assert_ne!(other, data_fp);
+    }
+
+    #[test]
+    fn an_absent_object_is_missing_for_every_reader() {
+        let key = FingerprintKey::development();
+        let (a, a_answer) = waiter("gone", &[]);
+        let (b, b_answer) = waiter("gone", &["data"]);
+        answer_from_get(Ok(None), vec![a, b], &key);
+        assert!(matches!(answer(a_answer), Read::Got(Primed::Missing)));
+        assert!(matches!(answer(b_answer), Read::Got(Primed::Missing)));
+    }
+
+    #[test]
+    fn a_failed_get_is_reported_once_and_the_other_readers_read_alone() {
+        let key = FingerprintKey::development();
+        let (a, a_answer) = waiter("settings", &[]);
+        let (b, b_answer) = waiter("settings", &[]);
+        let denied = kube::Error::Api(
+            kube::core::Status::failure("forbidden", "Forbidden")
+                .with_code(403)
+                .boxed(),
+        );
+        answer_from_get(Err(denied), vec![a, b], &key);
+        assert!(matches!(answer(a_answer), Read::Failed(kube::Error::Api(s)) if s.code == 403));
+        assert!(matches!(answer(b_answer), Read::Alone));
+    }
+}
