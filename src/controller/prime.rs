@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams};
-use kube::core::TypeMeta;
+use kube::core::{ApiResource, TypeMeta};
 use kube::runtime::reflector::Store;
 use tokio::sync::{OnceCell, oneshot};
 use tracing::debug;
@@ -306,10 +306,7 @@ impl Inner {
         fingerprints: &FingerprintKey,
     ) {
         let resource = stream.api_resource();
-        let api: Api<DynamicObject> = match &stream.namespace {
-            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
-            None => Api::all_with(self.client.clone(), &resource),
-        };
+        let api = self.content_api(stream, &resource);
         let mut by_name: HashMap<String, Vec<Waiter>> = HashMap::new();
         for waiter in waiting {
             by_name
@@ -325,6 +322,14 @@ impl Inner {
             }
         });
         futures::future::join_all(reads).await;
+    }
+
+    /// Full objects of `stream`.
+    fn content_api(&self, stream: &StreamKey, resource: &ApiResource) -> Api<DynamicObject> {
+        match &stream.namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, resource),
+            None => Api::all_with(self.client.clone(), resource),
+        }
     }
 
     fn stores(&self) -> &[Store<super::GuardedCtj>] {
@@ -390,10 +395,7 @@ impl Inner {
             return None;
         }
         let resource = stream.api_resource();
-        let api: Api<DynamicObject> = match &stream.namespace {
-            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
-            None => Api::all_with(self.client.clone(), &resource),
-        };
+        let api = self.content_api(stream, &resource);
         let names: HashSet<&str> = wanted.keys().map(|(name, _)| name.as_str()).collect();
         let mut found: HashMap<String, DynamicObject> = HashMap::new();
         let mut listed_names: HashSet<String> = HashSet::new();
