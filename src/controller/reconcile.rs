@@ -49,7 +49,7 @@ pub async fn reconcile(
         metrics.reconciles.with_label_values(&["unchanged"]).inc();
         // Parked: the resync sweep checks it from here on, with no reconcile of its own,
         // until something it depends on moves.
-        let wait = next_resync(&ctx);
+        let wait = next_resync(&ctx.shared);
         if let Some(watch_ref) = watch_ref_of(ctj)
             && ctx
                 .shared
@@ -119,8 +119,7 @@ pub fn resync_parked(shared: &super::context::Shared, stores: &[Store<GuardedCtj
             Err(_) => false,
         };
         if settled {
-            let wait =
-                resync::resync_after(shared.settings.poll_interval, since_epoch(&shared.clock));
+            let wait = next_resync(shared);
             hub.settled().park(&watch_ref, now + wait);
             unchanged += 1;
         } else {
@@ -317,7 +316,7 @@ fn next_visit(round: &Round<'_>, decision: &Decision) -> Action {
                 .unwrap_or(Duration::ZERO);
             Action::requeue((wait + Duration::from_millis(50)).min(poll))
         }
-        _ => Action::requeue(resync::resync_after(poll, since_epoch(&shared.clock))),
+        _ => Action::requeue(next_resync(shared)),
     }
 }
 
@@ -329,9 +328,6 @@ pub(super) fn since_epoch(clock: &super::Clock) -> Duration {
 }
 
 /// When a settled CTJ resyncs next (see `detect::resync::resync_after`).
-fn next_resync(ctx: &Context) -> Duration {
-    resync::resync_after(
-        ctx.shared.settings.poll_interval,
-        since_epoch(&ctx.shared.clock),
-    )
+fn next_resync(shared: &super::context::Shared) -> Duration {
+    resync::resync_after(shared.settings.poll_interval, since_epoch(&shared.clock))
 }
