@@ -11,7 +11,7 @@ use kube::Client;
 use kube::runtime::reflector::Store;
 
 use super::watches::WatchHub;
-use crate::api::ChangeTriggeredJobStatus;
+use super::written::WrittenStatuses;
 use crate::config::Settings;
 use crate::detect::fingerprint::FingerprintKey;
 use crate::discovery::DiscoveryCache;
@@ -40,18 +40,12 @@ pub struct Shared {
     /// Consecutive failed reconciles per CTJ UID, for backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// The last status written per CTJ UID, in case the informer has not caught up yet.
-    written: Mutex<HashMap<String, WrittenStatus>>,
+    written: WrittenStatuses,
     /// When a pending change was first seen, per CTJ UID (for the latency metric).
     first_pending: Mutex<HashMap<String, Instant>>,
     /// The members of each selector entry at its baseline, per CTJ UID, to name the members
     /// that changed.
     pub set_baselines: super::sets::SetBaselines,
-}
-
-/// A status this replica wrote, and the resourceVersion of the CTJ it was written over.
-struct WrittenStatus {
-    status: ChangeTriggeredJobStatus,
-    over: Option<String>,
 }
 
 /// Context of one controller (one reconcile scope).
@@ -103,7 +97,7 @@ impl Shared {
             hub,
             clock,
             failures: Mutex::default(),
-            written: Mutex::default(),
+            written: WrittenStatuses::default(),
             first_pending: Mutex::default(),
             set_baselines: super::sets::SetBaselines::default(),
         }
@@ -134,57 +128,9 @@ impl Shared {
         }
     }
 
-    /// The status to start from: the informer's, unless we wrote a newer one it has not
-    /// delivered yet (the trigger sequence only grows).
-    pub fn freshest_status(
-        &self,
-        uid: &str,
-        from_informer: Option<&ChangeTriggeredJobStatus>,
-    ) -> ChangeTriggeredJobStatus {
-        let informer = from_informer.cloned().unwrap_or_default();
-        let Ok(written) = self.written.lock() else {
-            return informer;
-        };
-        match written.get(uid) {
-            Some(ours)
-                if ours.status.trigger_sequence.unwrap_or(0)
-                    > informer.trigger_sequence.unwrap_or(0) =>
-            {
-                ours.status.clone()
-            }
-            _ => informer,
-        }
-    }
-
-    /// Remembers the status just written over the CTJ at resourceVersion `over`.
-    pub fn wrote_status(&self, uid: &str, status: &ChangeTriggeredJobStatus, over: Option<String>) {
-        if let Ok(mut written) = self.written.lock() {
-            written.insert(
-                uid.to_string(),
-                WrittenStatus {
-                    status: status.clone(),
-                    over,
-                },
-            );
-        }
-    }
-
-    /// The status the server holds now, as far as this replica knows: the informer's, unless
-    /// the informer's copy (at `informer_version`) is the one this replica last wrote over
-    /// and has not delivered that write yet. Any other version (someone wrote since, or the
-    /// write arrived) gives the informer's status.
-    pub fn shown_status(
-        &self,
-        uid: &str,
-        from_informer: Option<&ChangeTriggeredJobStatus>,
-        informer_version: Option<&str>,
-    ) -> Option<ChangeTriggeredJobStatus> {
-        let ours = informer_version.and_then(|version| {
-            let written = self.written.lock().ok()?;
-            let ours = written.get(uid)?;
-            (ours.over.as_deref() == Some(version)).then(|| ours.status.clone())
-        });
-        ours.or_else(|| from_informer.cloned())
+    /// The statuses this replica wrote that the informer may not have delivered yet.
+    pub fn written(&self) -> &WrittenStatuses {
+        &self.written
     }
 
     /// Forgets a deleted CTJ.
@@ -194,9 +140,7 @@ impl Shared {
                 m.remove(uid);
             }
         }
-        if let Ok(mut m) = self.written.lock() {
-            m.remove(uid);
-        }
+        self.written.forget(uid);
         if let Ok(mut m) = self.first_pending.lock() {
             m.remove(uid);
         }

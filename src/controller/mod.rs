@@ -22,6 +22,7 @@ mod sets;
 mod settled;
 mod slim;
 pub mod watches;
+mod written;
 
 use std::sync::Arc;
 use std::time::Duration;

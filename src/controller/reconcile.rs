@@ -113,6 +113,11 @@ pub fn resync_parked(shared: &super::context::Shared, stores: &[Store<GuardedCtj
         };
         let settled = match &guarded.0 {
             Ok(ctj) => ctj.metadata.resource_version.as_deref().is_some_and(|rv| {
+                if let Some(uid) = ctj.metadata.uid.as_deref() {
+                    shared
+                        .written()
+                        .forget_delivered(uid, ctj.status.as_ref(), Some(rv));
+                }
                 hub.settled().unchanged(&watch_ref, rv)
                     && hub.fully_watched(&watch_ref, ctj.spec.resources.len())
             }),
@@ -167,7 +172,13 @@ async fn reconcile_ctj(
     }
     // Read before observing: a wake-up from here on keeps this round from settling.
     let epoch = shared.hub.settled().epoch(&round.watch_ref());
-    let previous = shared.freshest_status(&round.uid, ctj.status.as_ref());
+    let written = shared.written();
+    written.forget_delivered(
+        &round.uid,
+        ctj.status.as_ref(),
+        ctj.metadata.resource_version.as_deref(),
+    );
+    let previous = written.freshest(&round.uid, ctj.status.as_ref());
     let limits = check_spec(&mut round);
     let observed = observe::observe_all(&mut round).await;
 

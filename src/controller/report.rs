@@ -63,7 +63,7 @@ pub(super) async fn report(
     // starts from that write, so it neither writes the same status again nor moves the
     // conditions' transition times.
     let informer_version = round.ctj.metadata.resource_version.clone();
-    let shown = shared.shown_status(
+    let shown = shared.written().shown(
         &round.uid,
         round.ctj.status.as_ref(),
         informer_version.as_deref(),
@@ -152,7 +152,7 @@ pub(super) async fn report(
             name: round.name.clone(),
             source,
         })?;
-        shared.wrote_status(&round.uid, &status, informer_version);
+        shared.written().wrote(&round.uid, &status, informer_version);
     }
     Ok(decision)
 }
