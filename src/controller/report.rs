@@ -152,7 +152,9 @@ pub(super) async fn report(
             name: round.name.clone(),
             source,
         })?;
-        shared.written().wrote(&round.uid, &status, informer_version);
+        shared
+            .written()
+            .wrote(&round.uid, &status, informer_version);
     }
     Ok(decision)
 }

@@ -126,7 +126,10 @@ mod tests {
 
         // Still at the version written over: the write stands in for it.
         assert_eq!(written.freshest("u", Some(&before)), ours);
-        assert_eq!(written.shown("u", Some(&before), Some("10")), Some(ours.clone()));
+        assert_eq!(
+            written.shown("u", Some(&before), Some("10")),
+            Some(ours.clone())
+        );
         written.forget_delivered("u", Some(&before), Some("10"));
         assert_eq!(written.held(), 1);
 
@@ -140,7 +143,10 @@ mod tests {
         written.forget_delivered("u", Some(&delivered), Some("12"));
         assert_eq!(written.held(), 0);
         assert_eq!(written.freshest("u", Some(&delivered)), delivered);
-        assert_eq!(written.shown("u", Some(&delivered), Some("12")), Some(delivered));
+        assert_eq!(
+            written.shown("u", Some(&delivered), Some("12")),
+            Some(delivered)
+        );
     }
 
     #[test]
@@ -151,6 +157,9 @@ mod tests {
         written.forget("a");
         assert_eq!(written.held(), 1);
         assert_eq!(written.freshest("b", None), status(1, "b-1"));
-        assert_eq!(written.freshest("a", None), ChangeTriggeredJobStatus::default());
+        assert_eq!(
+            written.freshest("a", None),
+            ChangeTriggeredJobStatus::default()
+        );
     }
 }
