@@ -10,12 +10,6 @@ use kube_changejob::config::Overrides;
 use kube_changejob::detect::fingerprint::FingerprintKey;
 use kube_changejob::{api, inspect, plugin};
 
-// mimalloc instead of the C library's allocator: at 10,000 CTJs glibc's malloc held 238 MiB of
-// RSS for 147 MiB of live heap, and musl's (the container image) is slower still; mimalloc
-// held 180 MiB and cut the CPU at rest by a third (docs/decisions.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "kube-changejob",
