@@ -111,13 +111,16 @@ pub fn resync_parked(shared: &super::context::Shared, stores: &[Store<GuardedCtj
             hub.settled().forget(&watch_ref);
             continue;
         };
+        if let Ok(ctj) = &guarded.0
+            && let Some(uid) = ctj.metadata.uid.as_deref()
+        {
+            let version = ctj.metadata.resource_version.as_deref();
+            shared
+                .written()
+                .forget_delivered(uid, ctj.status.as_ref(), version);
+        }
         let settled = match &guarded.0 {
             Ok(ctj) => ctj.metadata.resource_version.as_deref().is_some_and(|rv| {
-                if let Some(uid) = ctj.metadata.uid.as_deref() {
-                    shared
-                        .written()
-                        .forget_delivered(uid, ctj.status.as_ref(), Some(rv));
-                }
                 hub.settled().unchanged(&watch_ref, rv)
                     && hub.fully_watched(&watch_ref, ctj.spec.resources.len())
             }),
@@ -172,13 +175,11 @@ async fn reconcile_ctj(
     }
     // Read before observing: a wake-up from here on keeps this round from settling.
     let epoch = shared.hub.settled().epoch(&round.watch_ref());
-    let written = shared.written();
-    written.forget_delivered(
+    let previous = shared.written().freshest(
         &round.uid,
         ctj.status.as_ref(),
         ctj.metadata.resource_version.as_deref(),
     );
-    let previous = written.freshest(&round.uid, ctj.status.as_ref());
     let limits = check_spec(&mut round);
     let observed = observe::observe_all(&mut round).await;
 

@@ -28,13 +28,16 @@ fn sequence(status: &ChangeTriggeredJobStatus) -> i64 {
 }
 
 impl WrittenStatuses {
-    /// The status to start from: the informer's, unless we wrote a newer one it has not
-    /// delivered yet (the trigger sequence only grows).
+    /// The status to start from: the informer's (at `informer_version`), unless we wrote a
+    /// newer one it has not delivered yet (the trigger sequence only grows). A copy the
+    /// informer has delivered is dropped on the way (`forget_delivered`).
     pub fn freshest(
         &self,
         uid: &str,
         from_informer: Option<&ChangeTriggeredJobStatus>,
+        informer_version: Option<&str>,
     ) -> ChangeTriggeredJobStatus {
+        self.forget_delivered(uid, from_informer, informer_version);
         let informer = from_informer.cloned().unwrap_or_default();
         let Ok(written) = self.by_uid.lock() else {
             return informer;
@@ -125,7 +128,7 @@ mod tests {
         written.wrote("u", &ours, Some("10".into()));
 
         // Still at the version written over: the write stands in for it.
-        assert_eq!(written.freshest("u", Some(&before)), ours);
+        assert_eq!(written.freshest("u", Some(&before), Some("10")), ours);
         assert_eq!(
             written.shown("u", Some(&before), Some("10")),
             Some(ours.clone())
@@ -136,13 +139,16 @@ mod tests {
         // A newer version without the write (someone else wrote in between): kept.
         written.forget_delivered("u", Some(&before), Some("11"));
         assert_eq!(written.held(), 1);
-        assert_eq!(written.freshest("u", Some(&before)), ours);
+        assert_eq!(written.freshest("u", Some(&before), Some("11")), ours);
+        assert_eq!(written.held(), 1);
 
         // The write arrives: the copy goes, and the informer's status is used.
         let delivered = status(5, "w-5");
-        written.forget_delivered("u", Some(&delivered), Some("12"));
+        assert_eq!(
+            written.freshest("u", Some(&delivered), Some("12")),
+            delivered
+        );
         assert_eq!(written.held(), 0);
-        assert_eq!(written.freshest("u", Some(&delivered)), delivered);
         assert_eq!(
             written.shown("u", Some(&delivered), Some("12")),
             Some(delivered)
@@ -156,9 +162,9 @@ mod tests {
         written.wrote("b", &status(1, "b-1"), Some("1".into()));
         written.forget("a");
         assert_eq!(written.held(), 1);
-        assert_eq!(written.freshest("b", None), status(1, "b-1"));
+        assert_eq!(written.freshest("b", None, Some("1")), status(1, "b-1"));
         assert_eq!(
-            written.freshest("a", None),
+            written.freshest("a", None, Some("1")),
             ChangeTriggeredJobStatus::default()
         );
     }
