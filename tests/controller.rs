@@ -599,11 +599,14 @@ async fn invalid_job_template_is_degraded_and_the_change_stays_pending() {
     let h = Harness::start().await;
     h.put_configmap("app-config", &[("k", "1")]);
     let mut bad = ctj("badtemplate", vec![cm("app-config")]);
-    if let Some(spec) = bad.spec.job_template.spec.as_mut()
-        && let Some(pod) = spec.template.spec.as_mut()
-    {
-        pod.restart_policy = Some("Always".into());
-    }
+    bad.spec
+        .job_template
+        .edit(|t| {
+            if let Some(pod) = t.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+                pod.restart_policy = Some("Always".into());
+            }
+        })
+        .expect("the test template re-encodes");
     h.create_ctj(&bad).await;
     h.observed("badtemplate", 1).await;
     h.put_configmap("app-config", &[("k", "2")]);

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube_changejob::api::{
     CHANGED_RESOURCES_ANNOTATION, ChangeTriggeredJob, ChangeTriggeredJobSpec, ConcurrencyPolicy,
-    ResourceReference, TriggerCondition,
+    JobTemplate, ResourceReference, TriggerCondition,
 };
 
 /// Image of the Job the scenarios' ChangeTriggeredJobs create; `E2E_JOB_IMAGE` overrides it
@@ -190,6 +190,8 @@ pub fn with_fields(mut reference: ResourceReference, fields: &[&str]) -> Resourc
 /// downward API from the changed-resources annotation) and exits.
 pub struct CtjBuilder {
     ctj: ChangeTriggeredJob,
+    /// `spec.jobTemplate` in typed form, encoded into the manifest by [`CtjBuilder::build`].
+    template: JobTemplateSpec,
 }
 
 impl CtjBuilder {
@@ -239,7 +241,8 @@ impl CtjBuilder {
         let mut ctj = ChangeTriggeredJob::new(
             name,
             ChangeTriggeredJobSpec {
-                job_template,
+                job_template: JobTemplate::new(&job_template)
+                    .expect("a typed Job template encodes as JSON"),
                 resources: Vec::new(),
                 condition: None,
                 cooldown: None,
@@ -249,7 +252,10 @@ impl CtjBuilder {
             },
         );
         ctj.metadata.namespace = Some(namespace.to_string());
-        CtjBuilder { ctj }
+        CtjBuilder {
+            ctj,
+            template: job_template,
+        }
     }
 
     /// Watches one more object.
@@ -291,9 +297,7 @@ impl CtjBuilder {
     /// Makes the Job's Pod run `seconds` after reporting, so a scenario can act while it runs.
     pub fn job_runs_for(mut self, seconds: u32) -> Self {
         if let Some(container) = self
-            .ctj
-            .spec
-            .job_template
+            .template
             .spec
             .as_mut()
             .and_then(|s| s.template.spec.as_mut())
@@ -334,7 +338,7 @@ impl CtjBuilder {
 
     /// A label in the Job's pod template metadata.
     pub fn pod_label(mut self, key: &str, value: &str) -> Self {
-        if let Some(spec) = self.ctj.spec.job_template.spec.as_mut() {
+        if let Some(spec) = self.template.spec.as_mut() {
             let meta = spec
                 .template
                 .metadata
@@ -345,15 +349,15 @@ impl CtjBuilder {
     }
 
     fn job_meta(&mut self) -> &mut ObjectMeta {
-        self.ctj
-            .spec
-            .job_template
+        self.template
             .metadata
             .get_or_insert_with(ObjectMeta::default)
     }
 
     /// The manifest.
-    pub fn build(self) -> ChangeTriggeredJob {
+    pub fn build(mut self) -> ChangeTriggeredJob {
+        self.ctj.spec.job_template =
+            JobTemplate::new(&self.template).expect("a typed Job template encodes as JSON");
         self.ctj
     }
 }

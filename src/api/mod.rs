@@ -5,9 +5,11 @@
 
 mod crd;
 mod schema;
+mod template;
 mod types;
 
 pub use crd::{crd, crd_yaml};
+pub use template::JobTemplate;
 pub use types::*;
 
 /// API group of the custom resource.

@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::JobTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::schema;
+use super::template::JobTemplate;
 
 /// What to watch and which Job to run when it changes.
 // Each printcolumn(...) legitimately repeats `type_ = "string"`; clippy reads them as
@@ -84,7 +84,7 @@ pub struct ChangeTriggeredJobSpec {
     /// ignored: Jobs are named <ChangeTriggeredJob name>-<suffix>. Created Jobs get the label
     /// changejob.dev/owner=<ChangeTriggeredJob name> and an owner reference to this object.
     #[schemars(schema_with = "schema::job_template")]
-    pub job_template: JobTemplateSpec,
+    pub job_template: JobTemplate,
 
     /// Objects to watch. Any kind the cluster serves, namespaced or cluster-scoped, including
     /// custom resources. At least one entry is required.

@@ -103,6 +103,19 @@ pub(super) async fn carry_out(
     let Decision::Trigger { .. } = &outcome.decision else {
         return outcome;
     };
+    // Decoded before any running Job is replaced, so a template that cannot be read stops the
+    // trigger with nothing deleted.
+    let template = match round.ctj.spec.job_template.decode() {
+        Ok(template) => template,
+        Err(error) => {
+            round.problems.push(Problem {
+                scope: ProblemScope::Action,
+                reason: reasons::INVALID_JOB_TEMPLATE,
+                message: format!("spec.jobTemplate cannot be read: {error}"),
+            });
+            return outcome;
+        }
+    };
     match admit_trigger(round, owned, &next_name).await {
         Admitted::Create(running) => {
             if !replace_running(round, &running).await {
@@ -127,7 +140,7 @@ pub(super) async fn carry_out(
         ctj_name: &round.name,
         ctj_namespace: &round.namespace,
         ctj_uid: &round.uid,
-        template: &round.ctj.spec.job_template,
+        template: &template,
         sequence: sequence + 1,
         reason: *reason,
         changed,

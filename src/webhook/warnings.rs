@@ -36,7 +36,8 @@ pub fn warnings(ctj: &ChangeTriggeredJob, old: Option<&ChangeTriggeredJob>) -> V
         ));
     }
 
-    if let Some(meta) = &spec.job_template.metadata {
+    let template_meta = spec.job_template.decode().ok().and_then(|t| t.metadata);
+    if let Some(meta) = &template_meta {
         if meta.name.as_deref().is_some_and(|n| !n.is_empty()) {
             out.push(
                 "spec.jobTemplate.metadata.name is ignored; Jobs are named after the \

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use kube_changejob::api::{
-    ChangeTriggeredJob, ChangeTriggeredJobSpec, ChangeTriggeredJobStatus, OWNER_LABEL,
+    ChangeTriggeredJob, ChangeTriggeredJobSpec, ChangeTriggeredJobStatus, JobTemplate, OWNER_LABEL,
     ResourceReference, TriggerCondition,
 };
 use kube_changejob::config::Settings;
@@ -330,7 +330,7 @@ pub fn ctj(name: &str, resources: Vec<ResourceReference>) -> ChangeTriggeredJob 
     let mut ctj = ChangeTriggeredJob::new(
         name,
         ChangeTriggeredJobSpec {
-            job_template: job_template(),
+            job_template: JobTemplate::new(&job_template()).expect("the test template encodes"),
             resources,
             condition: Some(TriggerCondition::Any),
             cooldown: Some("0s".into()),

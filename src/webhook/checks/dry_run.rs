@@ -33,8 +33,10 @@ pub struct DryRun {
     pub warnings: Vec<String>,
 }
 
-/// The Job the operator would create first for `ctj`, as sent in the dry run.
-pub fn job_for(ctj: &ChangeTriggeredJob, namespace: &str) -> Job {
+/// The Job the operator would create first for `ctj`, as sent in the dry run; an error when
+/// the template cannot be decoded.
+pub fn job_for(ctj: &ChangeTriggeredJob, namespace: &str) -> Result<Job, serde_json::Error> {
+    let template = ctj.spec.job_template.decode()?;
     let name = ctj
         .metadata
         .name
@@ -54,20 +56,32 @@ pub fn job_for(ctj: &ChangeTriggeredJob, namespace: &str) -> Job {
         .iter()
         .map(WatchedObject::from_reference)
         .collect();
-    build_job(&JobRequest {
+    Ok(build_job(&JobRequest {
         ctj_name: &name,
         ctj_namespace: namespace,
         ctj_uid: &uid,
-        template: &ctj.spec.job_template,
+        template: &template,
         sequence: 0,
         reason: TriggerReason::Change,
         changed: &changed,
-    })
+    }))
 }
 
 /// Dry-run creates the Job for `ctj` in `namespace`.
 pub async fn check(client: &Client, ctj: &ChangeTriggeredJob, namespace: &str) -> DryRun {
-    let job = job_for(ctj, namespace);
+    let job = match job_for(ctj, namespace) {
+        Ok(job) => job,
+        Err(error) => {
+            return DryRun {
+                violations: vec![Violation::new(
+                    TEMPLATE,
+                    Reason::Invalid,
+                    format!("cannot be read as a batch/v1 JobTemplateSpec: {error}"),
+                )],
+                warnings: Vec::new(),
+            };
+        }
+    };
     match send(client, &job, namespace).await {
         Ok((status, warnings)) => DryRun {
             violations: status.map(|s| interpret(&s, namespace)).unwrap_or_default(),
@@ -331,7 +345,7 @@ mod tests {
 
     #[test]
     fn dry_run_job_has_a_placeholder_owner_uid_and_the_ctj_namespace() {
-        let job = job_for(&ctj(), "prod");
+        let job = job_for(&ctj(), "prod").unwrap();
         assert_eq!(job.metadata.namespace.as_deref(), Some("prod"));
         let owners = job.metadata.owner_references.unwrap_or_default();
         assert_eq!(owners[0].uid, PLACEHOLDER_UID);
