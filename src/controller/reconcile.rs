@@ -251,6 +251,13 @@ async fn reconcile_ctj(
             .hub
             .settled()
             .settle(&watch_ref, epoch, resource_version);
+        // Parked at once: its next resync is a check in the resync sweep, not a reconcile. A
+        // wake-up during the round kept it from settling, and then it is not parked.
+        let wait = next_resync(shared);
+        if shared.hub.settled().park(&watch_ref, Instant::now() + wait) {
+            shared.succeeded(&round.uid);
+            return Ok(Action::await_change());
+        }
     }
     Ok(next_visit(&round, &decision))
 }
