@@ -43,9 +43,14 @@ use crate::detect::resume::{REOBSERVE_INTERVAL, WatchFailure, reobserve_interval
 mod cluster;
 mod relist;
 
-/// One watch stream: a resource type, in one namespace or cluster-wide.
+/// One watch stream: a resource type, in one namespace or cluster-wide. Cheap to clone: the
+/// hub keeps one copy per stream and the keys of its maps share it (see [`HubState::intern`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StreamKey {
+pub struct StreamKey(Arc<StreamId>);
+
+/// What identifies a watch stream.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamId {
     /// API group.
     pub group: String,
     /// API version.
@@ -58,16 +63,40 @@ pub struct StreamKey {
     pub namespace: Option<String>,
 }
 
+impl std::ops::Deref for StreamKey {
+    type Target = StreamId;
+
+    fn deref(&self) -> &StreamId {
+        &self.0
+    }
+}
+
+impl From<StreamId> for StreamKey {
+    fn from(id: StreamId) -> Self {
+        StreamKey(Arc::new(id))
+    }
+}
+
 impl StreamKey {
     /// The stream for objects of `resource` in `namespace`.
     pub fn new(resource: &ApiResource, namespace: Option<&str>) -> Self {
-        StreamKey {
+        StreamId {
             group: resource.group.clone(),
             version: resource.version.clone(),
             kind: resource.kind.clone(),
             plural: resource.plural.clone(),
             namespace: namespace.map(str::to_string),
         }
+        .into()
+    }
+
+    /// The stream of the same resource in `namespace` (`None`: cluster-wide).
+    pub fn in_namespace(&self, namespace: Option<&str>) -> Self {
+        StreamId {
+            namespace: namespace.map(str::to_string),
+            ..StreamId::clone(self)
+        }
+        .into()
     }
 
     /// The resource this stream serves.
@@ -389,6 +418,11 @@ impl WatchHub {
             let Ok(mut state) = self.state.lock() else {
                 return;
             };
+            let objects: HashSet<ObjectKey> = objects
+                .into_iter()
+                .map(|k| state.intern_object(k))
+                .collect();
+            let sets: HashSet<SetKey> = sets.into_iter().map(|k| state.intern_set(k)).collect();
             let old = state.per_ctj.remove(ctj).unwrap_or_default();
             let old_sets = state.per_ctj_sets.remove(ctj).unwrap_or_default();
             let mut released = Vec::new();
@@ -603,8 +637,9 @@ impl WatchHub {
             if !state.interest.contains_key(key) && !in_a_set() {
                 return;
             }
+            let key = state.intern_object(key.clone());
             state.fingerprints.insert(
-                (key.clone(), fields.to_vec(), key_id.to_string()),
+                (key, fields.to_vec(), key_id.to_string()),
                 (resource_version.to_string(), fingerprint.clone()),
             );
         }
@@ -826,6 +861,28 @@ impl HubState {
         true
     }
 
+    /// `stream` as the copy the hub already holds (itself when the stream is new), so that the
+    /// keys of the long-lived maps share one copy of each stream's strings.
+    fn intern(&self, stream: &StreamKey) -> StreamKey {
+        self.streams
+            .get_key_value(stream)
+            .map_or_else(|| stream.clone(), |(held, _)| held.clone())
+    }
+
+    fn intern_object(&self, key: ObjectKey) -> ObjectKey {
+        ObjectKey {
+            stream: self.intern(&key.stream),
+            name: key.name,
+        }
+    }
+
+    fn intern_set(&self, key: SetKey) -> SetKey {
+        SetKey {
+            stream: self.intern(&key.stream),
+            selector: key.selector,
+        }
+    }
+
     /// Removes `ctj`'s interest in `key`; true when that was the key's last CTJ.
     fn drop_interest(&mut self, key: &ObjectKey, ctj: &CtjRef) -> bool {
         let Some(set) = self.interest.get_mut(key) else {
@@ -924,6 +981,37 @@ mod tests {
         }
         names.sort();
         names
+    }
+
+    #[tokio::test]
+    async fn keys_declared_by_many_ctjs_share_the_hubs_copy_of_their_stream() {
+        let (hub, shutdown) = hub();
+        hub.set_interest(
+            &ctj("first"),
+            HashSet::from([key("ConfigMap", "configmaps", "apps", "a")]),
+        );
+        hub.set_interest(
+            &ctj("second"),
+            HashSet::from([key("ConfigMap", "configmaps", "apps", "b")]),
+        );
+        // A declaration again, as every round makes, with freshly built keys.
+        hub.set_interest(
+            &ctj("first"),
+            HashSet::from([key("ConfigMap", "configmaps", "apps", "a")]),
+        );
+        {
+            let state = hub.state.lock().unwrap();
+            let (held, _) = state.streams.iter().next().unwrap();
+            for name in ["first", "second"] {
+                for key in &state.per_ctj[&ctj(name)] {
+                    assert!(Arc::ptr_eq(&key.stream.0, &held.0), "{name}: {key:?}");
+                }
+            }
+            for key in state.interest.keys() {
+                assert!(Arc::ptr_eq(&key.stream.0, &held.0), "interest: {key:?}");
+            }
+        }
+        shutdown.cancel();
     }
 
     #[tokio::test]

@@ -55,10 +55,7 @@ impl ClusterSource {
 
 /// The cluster-wide stream of `stream`'s kind.
 fn kind_of(stream: &StreamKey) -> StreamKey {
-    StreamKey {
-        namespace: None,
-        ..stream.clone()
-    }
+    stream.in_namespace(None)
 }
 
 fn same_kind(a: &StreamKey, b: &StreamKey) -> bool {
@@ -226,10 +223,7 @@ impl WatchHub {
             let Some(source) = state.cluster.get_mut(kind) else {
                 return;
             };
-            let stream_of = |ns: &str| StreamKey {
-                namespace: Some(ns.to_string()),
-                ..kind.clone()
-            };
+            let stream_of = |ns: &str| kind.in_namespace(Some(ns));
             match event {
                 Event::Init => source.relisting = Some(HashSet::new()),
                 Event::InitApply(object) | Event::Apply(object) => {
@@ -475,10 +469,7 @@ impl WatchHub {
             let Some(reported) = source.checking.take() else {
                 return;
             };
-            let stream_of = |ns: &str| StreamKey {
-                namespace: Some(ns.to_string()),
-                ..kind.clone()
-            };
+            let stream_of = |ns: &str| kind.in_namespace(Some(ns));
             for ((ns, name), rv) in &listed {
                 if reported.contains(&(ns.clone(), name.clone())) {
                     continue;
