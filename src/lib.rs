@@ -11,6 +11,7 @@ pub mod controller;
 pub mod detect;
 pub mod dev;
 pub mod discovery;
+pub mod heap;
 pub mod inspect;
 pub mod leader;
 pub mod metrics;

@@ -327,7 +327,8 @@ async fn resync_parked(
 }
 
 /// Drops the watch interest of ChangeTriggeredJobs that were deleted (a deleted object is not
-/// reconciled again, so nothing else would notice).
+/// reconciled again, so nothing else would notice), and once per pass hands freed heap pages
+/// back to the OS (`heap`).
 async fn sweep_deleted(
     shared: Arc<Shared>,
     stores: Vec<Store<GuardedCtj>>,
@@ -355,5 +356,6 @@ async fn sweep_deleted(
             stores.iter().any(|s| s.get(&ctj).is_some())
         });
         shared.export_watch_gauges();
+        crate::heap::release_free_pages();
     }
 }
