@@ -46,14 +46,6 @@ impl JobTemplate {
     }
 }
 
-impl TryFrom<&JobTemplateSpec> for JobTemplate {
-    type Error = serde_json::Error;
-
-    fn try_from(template: &JobTemplateSpec) -> Result<Self, Self::Error> {
-        Self::new(template)
-    }
-}
-
 impl fmt::Debug for JobTemplate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("JobTemplate").field(&&*self.0).finish()

@@ -49,17 +49,12 @@ pub async fn reconcile(
         metrics.reconciles.with_label_values(&["unchanged"]).inc();
         // Parked: the resync sweep checks it from here on, with no reconcile of its own,
         // until something it depends on moves.
-        let wait = next_resync(&ctx.shared);
         if let Some(watch_ref) = watch_ref_of(ctj)
-            && ctx
-                .shared
-                .hub
-                .settled()
-                .park(&watch_ref, Instant::now() + wait)
+            && park_until_resync(&ctx.shared, &watch_ref)
         {
             return Ok(Action::await_change());
         }
-        return Ok(Action::requeue(wait));
+        return Ok(Action::requeue(next_resync(&ctx.shared)));
     }
     let started = Instant::now();
     let result = reconcile_ctj(ctj, &ctx, started).await;
@@ -127,8 +122,7 @@ pub fn resync_parked(shared: &super::context::Shared, stores: &[Store<GuardedCtj
             Err(_) => false,
         };
         if settled {
-            let wait = next_resync(shared);
-            hub.settled().park(&watch_ref, now + wait);
+            park_until_resync(shared, &watch_ref);
             unchanged += 1;
         } else {
             hub.wake(&watch_ref);
@@ -253,8 +247,7 @@ async fn reconcile_ctj(
             .settle(&watch_ref, epoch, resource_version);
         // Parked at once: its next resync is a check in the resync sweep, not a reconcile. A
         // wake-up during the round kept it from settling, and then it is not parked.
-        let wait = next_resync(shared);
-        if shared.hub.settled().park(&watch_ref, Instant::now() + wait) {
+        if park_until_resync(shared, &watch_ref) {
             shared.succeeded(&round.uid);
             return Ok(Action::await_change());
         }
@@ -347,6 +340,15 @@ pub(super) fn since_epoch(clock: &super::Clock) -> Duration {
 }
 
 /// When a settled CTJ resyncs next (see `detect::resync::resync_after`).
+/// Parks a settled `ctj` until its next safety resync (see `settled`); false if it is not
+/// settled.
+fn park_until_resync(shared: &super::context::Shared, ctj: &super::watches::CtjRef) -> bool {
+    shared
+        .hub
+        .settled()
+        .park(ctj, Instant::now() + next_resync(shared))
+}
+
 fn next_resync(shared: &super::context::Shared) -> Duration {
     resync::resync_after(shared.settings.poll_interval, since_epoch(&shared.clock))
 }
