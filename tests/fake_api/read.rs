@@ -242,3 +242,79 @@ async fn list_items_of_built_in_kinds_carry_no_type_meta() {
         "as the API server serves built-in lists"
     );
 }
+
+/// `limit` pages a LIST as the API server does: a `continue` token on every page but the last,
+/// `remainingItemCount` without selectors, the first page's resourceVersion throughout; a bad
+/// token is a 400 and a token from before a compaction a 410.
+#[tokio::test]
+async fn limit_pages_a_list_with_continue_tokens() {
+    let fake = FakeApi::new();
+    let client = fake.client();
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    for name in ["a", "b", "c", "d", "e"] {
+        api.create(&PostParams::default(), &config_map(name, &[], &[]))
+            .await
+            .expect("create");
+    }
+    let first = api
+        .list(&ListParams::default().limit(2))
+        .await
+        .expect("page 1");
+    let names = |l: &kube::core::ObjectList<ConfigMap>| -> Vec<String> {
+        l.items
+            .iter()
+            .filter_map(|c| c.metadata.name.clone())
+            .collect()
+    };
+    assert_eq!(names(&first), ["a", "b"]);
+    assert_eq!(first.metadata.remaining_item_count, Some(3));
+    let listed_at = first.metadata.resource_version.clone();
+    let token = first.metadata.continue_.clone().expect("a continue token");
+    // A write between pages does not move the list's resourceVersion.
+    api.create(&PostParams::default(), &config_map("f", &[], &[]))
+        .await
+        .expect("create f");
+    let second = api
+        .list(&ListParams::default().limit(2).continue_token(&token))
+        .await
+        .expect("page 2");
+    assert_eq!(names(&second), ["c", "d"]);
+    assert_eq!(second.metadata.resource_version, listed_at);
+    let last_token = second.metadata.continue_.clone().expect("a continue token");
+    let last = api
+        .list(&ListParams::default().limit(2).continue_token(&last_token))
+        .await
+        .expect("page 3");
+    assert_eq!(names(&last), ["e", "f"]);
+    assert!(last.metadata.continue_.as_deref().unwrap_or("").is_empty());
+    assert_eq!(last.metadata.remaining_item_count, None);
+
+    let selected = api
+        .list(&ListParams::default().limit(2).labels("absent!=x"))
+        .await
+        .expect("selected page");
+    assert_eq!(names(&selected), ["a", "b"]);
+    assert_eq!(selected.metadata.remaining_item_count, None);
+    assert!(selected.metadata.continue_.is_some());
+
+    let metadata: Api<PartialObjectMeta<ConfigMap>> = Api::namespaced(client, "default");
+    let meta_page = metadata
+        .list_metadata(&ListParams::default().limit(4))
+        .await
+        .expect("metadata page");
+    assert_eq!(meta_page.items.len(), 4);
+    assert_eq!(meta_page.metadata.remaining_item_count, Some(2));
+
+    let bad = api
+        .list(&ListParams::default().limit(2).continue_token("not-a-token"))
+        .await
+        .expect_err("bad token");
+    assert_eq!(status_of(bad).code, 400);
+    fake.compact();
+    let expired = api
+        .list(&ListParams::default().limit(2).continue_token(&token))
+        .await
+        .expect_err("token from before the compaction");
+    let status = status_of(expired);
+    assert_eq!((status.code, status.reason.as_str()), (410, "Expired"));
+}

@@ -55,7 +55,11 @@ pub(crate) fn select(
         .collect())
 }
 
-/// LIST. `limit` and `continue` are ignored: everything comes in one page.
+/// LIST, in pages of `limit` objects when it is set, as the API server pages a read from etcd:
+/// every page but the last carries a `continue` token (the list's resourceVersion and the last
+/// object served) and, without selectors, `remainingItemCount`; all pages report the first
+/// page's resourceVersion. A token older than the last compaction gets `410 Expired`. Unlike a
+/// real server, later pages show the objects as they are now rather than at that version.
 pub(crate) fn list(
     state: &State,
     rt: &ResourceType,
@@ -63,13 +67,52 @@ pub(crate) fn list(
     query: &Query,
     representation: Representation,
 ) -> Result<Value, ApiError> {
-    let items: Vec<Value> = select(state, rt, namespace, query)?
-        .into_iter()
-        .map(|(_, o)| o)
-        .collect();
-    let rv = state.resource_version();
+    let limit = match query.get("limit") {
+        None | Some("") => 0,
+        Some(l) => l
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
+    };
+    let resume = query
+        .get("continue")
+        .filter(|t| !t.is_empty())
+        .map(|t| Continue::decode(t, state))
+        .transpose()?;
+    let mut items: Vec<(ObjectKey, Value)> = select(state, rt, namespace, query)?;
+    if let Some(after) = &resume {
+        items.retain(|(k, _)| {
+            (k.namespace.as_str(), k.name.as_str()) > (&after.namespace[..], &after.name[..])
+        });
+    }
+    let rv = resume
+        .as_ref()
+        .map_or(state.resource_version(), |c| c.resource_version);
+    let mut next = None;
+    let mut remaining = 0;
+    if limit > 0 && items.len() > limit {
+        remaining = items.len() - limit;
+        items.truncate(limit);
+        next = items.last().map(|(k, _)| Continue {
+            resource_version: rv,
+            namespace: k.namespace.clone(),
+            name: k.name.clone(),
+        });
+    }
+    let items: Vec<Value> = items.into_iter().map(|(_, o)| o).collect();
+    let mut metadata = json!({"resourceVersion": rv.to_string()});
+    if let Some(next) = next {
+        metadata["continue"] = json!(next.encode());
+        let selected = ["labelSelector", "fieldSelector"]
+            .iter()
+            .any(|s| query.get(s).is_some_and(|v| !v.is_empty()));
+        if !selected {
+            metadata["remainingItemCount"] = json!(remaining);
+        }
+    }
     if representation == Representation::PartialList {
-        return Ok(media::partial_list(&items, rv));
+        let mut list = media::partial_list(&items, rv);
+        list["metadata"] = metadata;
+        return Ok(list);
     }
     // Built-in kinds leave apiVersion and kind out of list items; custom resources keep them.
     let items: Vec<Value> = if is_native(rt) {
@@ -89,7 +132,53 @@ pub(crate) fn list(
     Ok(json!({
         "kind": format!("{}List", rt.kind),
         "apiVersion": rt.api_version(),
-        "metadata": {"resourceVersion": rv.to_string()},
+        "metadata": metadata,
         "items": items,
     }))
+}
+
+/// Where the next page of a LIST starts: after `namespace`/`name`, at `resource_version`.
+struct Continue {
+    resource_version: u64,
+    namespace: String,
+    name: String,
+}
+
+impl Continue {
+    fn encode(&self) -> String {
+        use base64::Engine;
+        let token =
+            json!({"rv": self.resource_version, "namespace": self.namespace, "name": self.name});
+        base64::engine::general_purpose::STANDARD.encode(token.to_string())
+    }
+
+    fn decode(token: &str, state: &State) -> Result<Self, ApiError> {
+        use base64::Engine;
+        let invalid = || ApiError::bad_request(format!("continue key is not valid: {token:?}"));
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(token)
+            .map_err(|_| invalid())?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+        let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_string);
+        let (Some(resource_version), Some(namespace), Some(name)) = (
+            value.get("rv").and_then(Value::as_u64),
+            field("namespace"),
+            field("name"),
+        ) else {
+            return Err(invalid());
+        };
+        if resource_version < state.compacted_at {
+            return Err(ApiError::new(
+                410,
+                "Expired",
+                "The provided continue parameter is too old to display a consistent list result. \
+                 You can start a new list without the continue parameter.",
+            ));
+        }
+        Ok(Continue {
+            resource_version,
+            namespace,
+            name,
+        })
+    }
 }
