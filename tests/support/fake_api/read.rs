@@ -37,6 +37,19 @@ pub(crate) fn select(
     namespace: Option<&str>,
     query: &Query,
 ) -> Result<Vec<(ObjectKey, Value)>, ApiError> {
+    Ok(selected(state, rt, namespace, query, None)?
+        .map(|(k, s)| (k.clone(), served(rt, s)))
+        .collect())
+}
+
+/// The stored objects `select` serves, in key order, after `after` (namespace, name) if given.
+fn selected<'a>(
+    state: &'a State,
+    rt: &'a ResourceType,
+    namespace: Option<&'a str>,
+    query: &Query,
+    after: Option<(&str, &str)>,
+) -> Result<impl Iterator<Item = (&'a ObjectKey, &'a Value)> + 'a, ApiError> {
     let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))
         .map_err(ApiError::bad_request)?;
     let fields = FieldSelector::parse(
@@ -45,14 +58,25 @@ pub(crate) fn select(
     )
     .map_err(ApiError::bad_request)?;
     let namespace = if rt.namespaced { namespace } else { None };
+    let start = ObjectKey {
+        group: rt.group.clone(),
+        plural: rt.plural.clone(),
+        namespace: after
+            .map_or(namespace.unwrap_or(""), |(ns, _)| ns)
+            .to_string(),
+        name: after.map_or("", |(_, name)| name).to_string(),
+    };
+    let bound = match after {
+        Some(_) => std::ops::Bound::Excluded(start),
+        None => std::ops::Bound::Included(start),
+    };
     Ok(state
         .objects
-        .iter()
-        .filter(|(k, _)| k.group == rt.group && k.plural == rt.plural)
-        .filter(|(k, _)| namespace.is_none_or(|ns| k.namespace == ns))
-        .filter(|(_, s)| labels.matches(&s.object) && fields.matches(&s.object))
-        .map(|(k, s)| (k.clone(), served(rt, &s.object)))
-        .collect())
+        .range((bound, std::ops::Bound::Unbounded))
+        .take_while(|(k, _)| k.group == rt.group && k.plural == rt.plural)
+        .filter(move |(k, _)| namespace.is_none_or(|ns| k.namespace == ns))
+        .filter(move |(_, s)| labels.matches(&s.object) && fields.matches(&s.object))
+        .map(|(k, s)| (k, &s.object)))
 }
 
 /// LIST, in pages of `limit` objects when it is set, as the API server pages a read from etcd:
@@ -78,26 +102,30 @@ pub(crate) fn list(
         .filter(|t| !t.is_empty())
         .map(|t| Continue::decode(t, state))
         .transpose()?;
-    let mut items: Vec<(ObjectKey, Value)> = select(state, rt, namespace, query)?;
-    if let Some(after) = &resume {
-        items.retain(|(k, _)| {
-            (k.namespace.as_str(), k.name.as_str()) > (&after.namespace[..], &after.name[..])
-        });
+    let after = resume
+        .as_ref()
+        .map(|c| (c.namespace.as_str(), c.name.as_str()));
+    let mut matching = selected(state, rt, namespace, query, after)?;
+    let mut items: Vec<(ObjectKey, Value)> = Vec::new();
+    for (k, object) in matching.by_ref() {
+        items.push((k.clone(), served(rt, object)));
+        if limit > 0 && items.len() == limit {
+            break;
+        }
     }
+    let remaining = matching.count();
     let rv = resume
         .as_ref()
         .map_or(state.resource_version(), |c| c.resource_version);
-    let mut next = None;
-    let mut remaining = 0;
-    if limit > 0 && items.len() > limit {
-        remaining = items.len() - limit;
-        items.truncate(limit);
-        next = items.last().map(|(k, _)| Continue {
+    let next = if remaining > 0 {
+        items.last().map(|(k, _)| Continue {
             resource_version: rv,
             namespace: k.namespace.clone(),
             name: k.name.clone(),
-        });
-    }
+        })
+    } else {
+        None
+    };
     let items: Vec<Value> = items.into_iter().map(|(_, o)| o).collect();
     let mut metadata = json!({"resourceVersion": rv.to_string()});
     if let Some(next) = next {
