@@ -390,3 +390,42 @@ async fn a_cluster_wide_watch_denied_for_a_moment_is_tried_again_later() {
     h.fake.put(&configmap("ns-3", "settings", &[("k", "3")]));
     h.expect_jobs("ctj-3", 2, 5 * SEC).await;
 }
+
+/// The periodic LIST reads a large stream page by page (500 objects each) and still finds what
+/// the watch missed on any page: a change on the last page and a deletion on the first.
+#[tokio::test(start_paused = true)]
+async fn the_periodic_list_pages_through_a_large_stream_and_finds_misses_on_every_page() {
+    let h = Harness::start_with(|s| {
+        s.poll_interval = 10 * SEC;
+        s.relist_interval = 30 * SEC;
+    })
+    .await;
+    for i in 0..1100 {
+        h.put_configmap(&format!("cm-{i:04}"), &[("k", "1")]);
+    }
+    h.create_ctj(&ctj("first-page", vec![cm("cm-0000")])).await;
+    h.create_ctj(&ctj("last-page", vec![cm("cm-1050")])).await;
+    h.observed("first-page", 1).await;
+    h.observed("last-page", 1).await;
+    h.wait(2 * SEC).await;
+
+    h.fake.mute_watches("configmaps");
+    h.fake.clear_requests();
+    h.fake
+        .remove("v1", "configmaps", Some(NS), "cm-0000")
+        .expect("cm-0000 was stored");
+    h.put_configmap("cm-1050", &[("k", "2")]);
+    h.expect_jobs("last-page", 1, 40 * SEC).await;
+    h.eventually("the deletion is seen", 10 * SEC, || async {
+        h.status("first-page")
+            .resource_hashes
+            .iter()
+            .any(|r| !r.exists)
+    })
+    .await;
+    let lists = h.fake.count(Verb::List, "configmaps");
+    assert!(
+        lists >= 3,
+        "one check of 1,099 objects is three pages of 500: {lists} LISTs"
+    );
+}

@@ -449,7 +449,7 @@ impl WatchHub {
         }
         let listed = tokio::select! {
             () = token.cancelled() => return,
-            listed = list_all(api) => listed,
+            listed = list_all(self, kind, api) => listed,
         };
         let listed = match listed {
             Ok(listed) => listed,
@@ -470,20 +470,21 @@ impl WatchHub {
                 return;
             };
             let stream_of = |ns: &str| kind.in_namespace(Some(ns));
-            for ((ns, name), rv) in &listed {
+            for ((ns, name), rv) in listed.differing {
                 if reported.contains(&(ns.clone(), name.clone())) {
                     continue;
                 }
+                // The watch may have caught up since the page was read.
                 let names = source.objects.entry(ns.clone()).or_default();
-                if names.get(name).map(|l| &l.resource_version) != Some(&rv.resource_version) {
+                if names.get(&name).map(|l| &l.resource_version) != Some(&rv.resource_version) {
                     names.insert(name.clone(), rv.clone());
-                    forward.push((stream_of(ns), name.clone(), Some(rv.clone())));
+                    forward.push((stream_of(&ns), name, Some(rv)));
                 }
             }
             for (ns, names) in source.objects.iter_mut() {
                 names.retain(|name, _| {
                     let key = (ns.clone(), name.clone());
-                    let keep = listed.contains_key(&key) || reported.contains(&key);
+                    let keep = listed.listed.contains(&key) || reported.contains(&key);
                     if !keep {
                         forward.push((stream_of(ns), name.clone(), None));
                     }
@@ -509,12 +510,26 @@ fn forbidden(error: &watcher::Error) -> bool {
     }
 }
 
-/// Every object's (namespace, name) → version and labels, page by page.
+/// Every object's (namespace, name), and the version and labels of those the cluster-wide
+/// cache holds at another version (or not at all), page by page.
 async fn list_all(
+    hub: &WatchHub,
+    kind: &StreamKey,
     api: &Api<PartialObjectMeta<DynamicObject>>,
-) -> Result<HashMap<(String, String), Listed>, kube::Error> {
-    super::relist::list_pages(api, |meta| {
-        Some((meta.namespace.clone()?, meta.name.clone()?))
-    })
+) -> Result<super::relist::Checked<(String, String)>, kube::Error> {
+    super::relist::list_pages(
+        api,
+        |meta| Some((meta.namespace.clone()?, meta.name.clone()?)),
+        |(ns, name), rv| {
+            hub.state.lock().is_ok_and(|state| {
+                state
+                    .cluster
+                    .get(kind)
+                    .and_then(|source| source.objects.get(ns))
+                    .and_then(|names| names.get(name))
+                    .is_some_and(|l| l.resource_version == rv)
+            })
+        },
+    )
     .await
 }

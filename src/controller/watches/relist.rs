@@ -43,11 +43,11 @@ impl WatchHub {
                 }
                 let listed = tokio::select! {
                     () = token.cancelled() => return,
-                    listed = list_all(&api) => listed,
+                    listed = list_all(&hub, &stream, &api) => listed,
                 };
                 match listed {
                     Ok(listed) => {
-                        let missed = hub.finish_check(&stream, &listed);
+                        let missed = hub.finish_check(&stream, listed);
                         if missed > 0 {
                             warn!(kind = %stream.kind, namespace = ?stream.namespace, missed,
                                 "the watch missed changes that a LIST shows; woke the ChangeTriggeredJobs concerned");
@@ -79,6 +79,17 @@ impl WatchHub {
         }
     }
 
+    /// The stream holds `name` at version `resource_version`.
+    fn holds(&self, stream: &StreamKey, name: &str, resource_version: &str) -> bool {
+        self.state.lock().is_ok_and(|state| {
+            state
+                .streams
+                .get(stream)
+                .and_then(|s| s.objects.get(name))
+                .is_some_and(|l| l.resource_version == resource_version)
+        })
+    }
+
     fn abandon_check(&self, stream: &StreamKey) {
         if let Ok(mut state) = self.state.lock()
             && let Some(s) = state.streams.get_mut(stream)
@@ -87,10 +98,9 @@ impl WatchHub {
         }
     }
 
-    /// Applies the differences between `listed` (name → version and labels) and the stream's
-    /// objects, except for objects its watch reported meanwhile; wakes the CTJs concerned and
+    /// Applies the differences between `listed` and the stream's objects, except for objects its watch reported meanwhile; wakes the CTJs concerned and
     /// returns how many objects differed.
-    fn finish_check(&self, stream: &StreamKey, listed: &HashMap<String, Listed>) -> usize {
+    fn finish_check(&self, stream: &StreamKey, listed: Checked<String>) -> usize {
         let mut wake: BTreeMap<String, HashSet<CtjRef>> = BTreeMap::new();
         let missed;
         {
@@ -106,17 +116,19 @@ impl WatchHub {
             if !s.synced {
                 return 0;
             }
+            // The watch may have caught up since the page was read.
             let mut differ: Vec<(String, Option<Listed>)> = listed
-                .iter()
+                .differing
+                .into_iter()
                 .filter(|(name, now)| {
-                    s.objects.get(*name).map(|l| &l.resource_version) != Some(&now.resource_version)
+                    s.objects.get(name).map(|l| &l.resource_version) != Some(&now.resource_version)
                 })
-                .map(|(name, now)| (name.clone(), Some(now.clone())))
+                .map(|(name, now)| (name, Some(now)))
                 .collect();
             differ.extend(
                 s.objects
                     .keys()
-                    .filter(|name| !listed.contains_key(*name))
+                    .filter(|name| !listed.listed.contains(*name))
                     .map(|name| (name.clone(), None)),
             );
             differ.retain(|(name, _)| !reported.contains(name));
@@ -134,37 +146,64 @@ impl WatchHub {
     }
 }
 
-/// Every object's resourceVersion and labels, page by page, keyed by name.
-async fn list_all(
-    api: &Api<PartialObjectMeta<DynamicObject>>,
-) -> Result<HashMap<String, Listed>, kube::Error> {
-    list_pages(api, |meta| meta.name.clone()).await
+/// What a check's LIST found: the key of every object it returned, and the version and labels
+/// of those the hub did not hold at that version. Only the latter are kept whole, so a check of
+/// a stream of 10,000 unchanged objects holds 10,000 names and one page at a time.
+pub(super) struct Checked<K> {
+    pub listed: HashSet<K>,
+    pub differing: HashMap<K, Listed>,
 }
 
-/// Every object's resourceVersion and labels, page by page, under the key `key` gives it
-/// (objects it gives none are left out). Shared by the per-stream and the cluster-wide checks.
-pub(super) async fn list_pages<K: Eq + std::hash::Hash>(
+/// Every object's name, and the version and labels of those the hub holds at another version
+/// (or not at all), page by page.
+async fn list_all(
+    hub: &WatchHub,
+    stream: &StreamKey,
+    api: &Api<PartialObjectMeta<DynamicObject>>,
+) -> Result<Checked<String>, kube::Error> {
+    list_pages(
+        api,
+        |meta| meta.name.clone(),
+        |name, rv| hub.holds(stream, name, rv),
+    )
+    .await
+}
+
+/// The objects of `api` page by page, under the key `key` gives them (objects it gives none
+/// are left out); `holds(key, version)` says whether the hub already has the object at that
+/// version. Shared by the per-stream and the cluster-wide checks.
+pub(super) async fn list_pages<K: Clone + Eq + std::hash::Hash>(
     api: &Api<PartialObjectMeta<DynamicObject>>,
     key: impl Fn(&ObjectMeta) -> Option<K>,
-) -> Result<HashMap<K, Listed>, kube::Error> {
-    let mut listed = HashMap::new();
+    holds: impl Fn(&K, &str) -> bool,
+) -> Result<Checked<K>, kube::Error> {
+    let mut checked = Checked {
+        listed: HashSet::new(),
+        differing: HashMap::new(),
+    };
     let mut params = ListParams::default().limit(PAGE_SIZE);
     loop {
         let page = api.list(&params).await?;
         for object in page.items {
-            if let Some(k) = key(&object.metadata) {
-                listed.insert(
-                    k,
-                    Listed {
-                        resource_version: object.metadata.resource_version.unwrap_or_default(),
-                        labels: object.metadata.labels.unwrap_or_default(),
-                    },
-                );
+            let Some(k) = key(&object.metadata) else {
+                continue;
+            };
+            let version = object.metadata.resource_version.unwrap_or_default();
+            // An object can show up on two pages (it moved between them): the last one counts.
+            if holds(&k, &version) {
+                checked.differing.remove(&k);
+            } else {
+                let listed = Listed {
+                    resource_version: version,
+                    labels: object.metadata.labels.unwrap_or_default(),
+                };
+                checked.differing.insert(k.clone(), listed);
             }
+            checked.listed.insert(k);
         }
         match page.metadata.continue_ {
             Some(token) if !token.is_empty() => params = params.continue_token(&token),
-            _ => return Ok(listed),
+            _ => return Ok(checked),
         }
     }
 }
