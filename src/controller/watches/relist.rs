@@ -98,8 +98,8 @@ impl WatchHub {
         }
     }
 
-    /// Applies the differences between `listed` and the stream's objects, except for objects its watch reported meanwhile; wakes the CTJs concerned and
-    /// returns how many objects differed.
+    /// Applies the differences between `listed` and the stream's objects, except for objects
+    /// its watch reported meanwhile; wakes the CTJs concerned and returns how many differed.
     fn finish_check(&self, stream: &StreamKey, listed: Checked<String>) -> usize {
         let mut wake: BTreeMap<String, HashSet<CtjRef>> = BTreeMap::new();
         let missed;
